@@ -1,0 +1,149 @@
+//! The planted-bug switchboard.
+//!
+//! Each [`PlantedBug`] is a small, realistic mistake in this core, switched on
+//! at run time so the simulator can prove it catches it. [`Bugs`] is a `Copy`
+//! bit set: checking it is one AND, so the bugs cost nothing when off.
+
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! planted_bugs {
+    ($($variant:ident = $name:literal : $doc:literal,)*) => {
+        /// A named mistake that can be planted in the core.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum PlantedBug { $(#[doc = $doc] $variant,)* }
+
+        impl PlantedBug {
+            /// Every planted bug, in catalogue order.
+            pub const ALL: &'static [PlantedBug] = &[$(PlantedBug::$variant,)*];
+
+            /// The name used on the command line.
+            pub fn name(self) -> &'static str {
+                match self { $(PlantedBug::$variant => $name,)* }
+            }
+
+            /// One line saying what goes wrong.
+            pub fn description(self) -> &'static str {
+                match self { $(PlantedBug::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+planted_bugs! {
+    ForgetFreeMem = "forget-free-mem": "a dropped memtable never calls free_mem, so used memory only grows",
+    FreeTwice = "free-twice": "a dropped memtable calls free_mem twice",
+    ScheduleFreeWithoutFree = "schedule-free-without-free": "a flushed memtable is scheduled for freeing but its memory is never freed",
+    ReplyBeforeCommit = "reply-before-commit": "a manual flush is answered Ok before the manifest commit, even if the commit then fails",
+    FlushedEntryPastLast = "flushed-entry-past-last": "the flush edit records a flushed entry id one past the last flushed entry",
+    DropPendingWritesOnFailure = "drop-pending-writes-on-failure": "a failed flush drops the pending writes' reply senders instead of failing them",
+    ForgetPendingDdls = "forget-pending-ddls": "after a successful flush the pending DDLs are never run",
+    KeepStatusAfterFlush = "keep-status-after-flush": "the region's flush status is not removed after its last flush, so later DDLs wait forever",
+    StallNotRetried = "stall-not-retried": "stalled writes are not retried when memory is freed",
+    EngineFullPicksSmallest = "engine-full-picks-smallest": "an engine-full flush picks the region with the smallest mutable memtable",
+    SeedNoStallFlush = "seed-no-stall-flush": "seed behaviour: stalled writes with no flush running anywhere trigger no flush",
+    SeedFaithfulStatusRemoved = "seed-faithful-status-removed": "seed behaviour: a failed freeze or job submission removes the flush status and drops its pending requests",
+    SeedFaithfulRejectedSenders = "seed-faithful-rejected-senders": "seed behaviour: a rejected flush job drops its reply senders",
+    SeedFaithfulScheduleNext = "seed-faithful-schedule-next": "seed behaviour: schedule_next_flush gives up on the other waiting regions after one rejection",
+    WalTruncatePastFlushed = "wal-truncate-past-flushed": "after a flush the WAL is truncated one entry past the flushed entry id",
+    AckBeforeWalDurable = "ack-before-wal-durable": "a write is acknowledged before its WAL append is durable",
+}
+
+impl fmt::Display for PlantedBug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parse error for an unknown bug name; lists the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown bug '{given}'; known bugs: {known}")]
+pub struct UnknownBug {
+    pub given: String,
+    pub known: String,
+}
+
+impl FromStr for PlantedBug {
+    type Err = UnknownBug;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        PlantedBug::ALL
+            .iter()
+            .copied()
+            .find(|bug| bug.name() == name)
+            .ok_or_else(|| UnknownBug {
+                given: name.to_string(),
+                known: PlantedBug::ALL
+                    .iter()
+                    .map(|bug| bug.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+/// The set of planted bugs switched on for one run. Empty by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Bugs(u64);
+
+impl Bugs {
+    pub const NONE: Bugs = Bugs(0);
+
+    pub fn only(bug: PlantedBug) -> Bugs {
+        Bugs::NONE.with(bug)
+    }
+
+    pub fn with(self, bug: PlantedBug) -> Bugs {
+        Bugs(self.0 | 1 << bug as u32)
+    }
+
+    #[inline]
+    pub fn has(self, bug: PlantedBug) -> bool {
+        self.0 & (1 << bug as u32) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The bugs switched on, in catalogue order.
+    pub fn iter(self) -> impl Iterator<Item = PlantedBug> {
+        PlantedBug::ALL
+            .iter()
+            .copied()
+            .filter(move |bug| self.has(*bug))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut names: Vec<_> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
+        for bug in PlantedBug::ALL {
+            assert_eq!(bug.name().parse::<PlantedBug>(), Ok(*bug));
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PlantedBug::ALL.len());
+        assert!(PlantedBug::ALL.len() >= 12 && PlantedBug::ALL.len() <= 64);
+    }
+
+    #[test]
+    fn unknown_name_lists_known_ones() {
+        let err = "nope".parse::<PlantedBug>().unwrap_err();
+        assert!(err.to_string().contains("forget-free-mem"), "{err}");
+    }
+
+    #[test]
+    fn set_membership() {
+        let bugs = Bugs::only(PlantedBug::FreeTwice).with(PlantedBug::ForgetPendingDdls);
+        assert!(bugs.has(PlantedBug::FreeTwice));
+        assert!(bugs.has(PlantedBug::ForgetPendingDdls));
+        assert!(!bugs.has(PlantedBug::ForgetFreeMem));
+        assert_eq!(bugs.iter().count(), 2);
+        assert!(Bugs::NONE.is_empty());
+    }
+}

@@ -1,0 +1,124 @@
+//! Core events: the state transitions the core reports through
+//! [`crate::ports::EventSink`].
+//!
+//! The simulator folds them into its trace hash and counts each kind, so a
+//! sweep can prove that rare branches were reached (TigerBeetle's marks,
+//! Antithesis' "sometimes").
+
+use crate::error::ErrorKind;
+use crate::ids::{FileId, RegionId};
+use crate::request::FlushReason;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CoreEvent {
+    FlushScheduled {
+        region_id: RegionId,
+        reason: FlushReason,
+    },
+    /// A flush request joined one already running or pending.
+    FlushMerged {
+        region_id: RegionId,
+    },
+    FlushJobStarted {
+        region_id: RegionId,
+        epoch: u64,
+    },
+    SstWritten {
+        region_id: RegionId,
+        file_id: FileId,
+        rows: u64,
+    },
+    FlushCommitted {
+        region_id: RegionId,
+        flushed_entry_id: u64,
+        files: usize,
+    },
+    FlushFailed {
+        region_id: RegionId,
+        reason: String,
+    },
+    /// A finished flush was applied to the region version.
+    FlushApplied {
+        region_id: RegionId,
+    },
+    /// A flush result arrived for a region that is gone or reset.
+    StaleFlushIgnored {
+        region_id: RegionId,
+    },
+    FreezeFailed {
+        region_id: RegionId,
+    },
+    JobRejected {
+        region_id: RegionId,
+    },
+    NotifyRetried {
+        region_id: RegionId,
+        attempt: u32,
+    },
+    /// A notification could not be delivered after every retry.
+    NotifyGaveUp {
+        region_id: RegionId,
+    },
+    WriteStalled {
+        region_id: RegionId,
+        stalled: usize,
+    },
+    StallReleased {
+        count: usize,
+    },
+    EngineFullFlush {
+        region_id: RegionId,
+    },
+    StallReliefFlush {
+        region_id: RegionId,
+    },
+    DdlQueued {
+        region_id: RegionId,
+    },
+    WriteQueuedBehindDdl {
+        region_id: RegionId,
+    },
+    /// Pending requests answered with an error when their region went away.
+    PendingFailed {
+        region_id: RegionId,
+        kind: ErrorKind,
+        count: usize,
+    },
+    WalReplayed {
+        region_id: RegionId,
+        entries: usize,
+    },
+    OrphanPurged {
+        region_id: RegionId,
+        path: String,
+    },
+}
+
+impl CoreEvent {
+    /// Stable name of the event kind: the "mark" a sweep counts.
+    pub fn mark(&self) -> &'static str {
+        match self {
+            CoreEvent::FlushScheduled { .. } => "flush_scheduled",
+            CoreEvent::FlushMerged { .. } => "flush_merged",
+            CoreEvent::FlushJobStarted { .. } => "flush_job_started",
+            CoreEvent::SstWritten { .. } => "sst_written",
+            CoreEvent::FlushCommitted { .. } => "flush_committed",
+            CoreEvent::FlushFailed { .. } => "flush_failed",
+            CoreEvent::FlushApplied { .. } => "flush_applied",
+            CoreEvent::StaleFlushIgnored { .. } => "stale_flush_ignored",
+            CoreEvent::FreezeFailed { .. } => "freeze_failed",
+            CoreEvent::JobRejected { .. } => "job_rejected",
+            CoreEvent::NotifyRetried { .. } => "notify_retried",
+            CoreEvent::NotifyGaveUp { .. } => "notify_gave_up",
+            CoreEvent::WriteStalled { .. } => "write_stalled",
+            CoreEvent::StallReleased { .. } => "stall_released",
+            CoreEvent::EngineFullFlush { .. } => "engine_full_flush",
+            CoreEvent::StallReliefFlush { .. } => "stall_relief_flush",
+            CoreEvent::DdlQueued { .. } => "ddl_queued",
+            CoreEvent::WriteQueuedBehindDdl { .. } => "write_queued_behind_ddl",
+            CoreEvent::PendingFailed { .. } => "pending_failed",
+            CoreEvent::WalReplayed { .. } => "wal_replayed",
+            CoreEvent::OrphanPurged { .. } => "orphan_purged",
+        }
+    }
+}

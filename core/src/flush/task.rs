@@ -1,0 +1,215 @@
+//! The flush job: immutable memtables → Parquet SSTs → manifest edit →
+//! a notification to the worker.
+//!
+//! The job owns no reply: the responders waiting on a flush stay in the
+//! scheduler's status inside the worker. A job that is rejected, lost or
+//! never heard from again therefore cannot take a reply with it; the worker
+//! answers them on every path.
+
+use std::sync::Arc;
+
+use crate::buffer::WriteBufferManager;
+use crate::bugs::{Bugs, PlantedBug};
+use crate::error::FlushError;
+use crate::events::CoreEvent;
+use crate::ids::{sst_path, FileId, MemtableId, RegionId};
+use crate::manifest::{FileMeta, LeaderState, ManifestChange, RegionEdit};
+use crate::memtable::Memtable;
+use crate::ports::{Job, NotifyError, Ports, WorkerNotifier};
+use crate::region::Region;
+use crate::request::{BackgroundNotify, FlushFailed, FlushFinished, FlushReason};
+use crate::sst;
+
+/// What a flush job needs from its worker's world.
+#[derive(Clone)]
+pub struct FlushEnv {
+    pub ports: Ports,
+    pub notifier: Arc<dyn WorkerNotifier>,
+    pub buffer: Arc<WriteBufferManager>,
+    pub bugs: Bugs,
+    /// How often a full worker queue is retried before giving up.
+    pub notify_retry_limit: u32,
+    pub notify_retry_backoff_ms: u64,
+}
+
+/// The region as the flush sees it, captured right after the freeze: the
+/// worker may change the region while the job runs, the job never looks.
+pub struct FlushSnapshot {
+    pub region_id: RegionId,
+    pub epoch: u64,
+    pub reason: FlushReason,
+    /// The leader state the manifest must still be in at commit time.
+    pub expected_state: LeaderState,
+    pub memtables: Vec<Arc<Memtable>>,
+    pub last_entry_id: u64,
+    pub committed_sequence: u64,
+}
+
+impl FlushSnapshot {
+    /// The expected state is the region's current one (Writable, or
+    /// Downgrading during a downgrade), not derived from the reason: a flush
+    /// merged into a downgrade must commit under the downgrade's state.
+    pub fn capture(region: &Region, reason: FlushReason) -> Self {
+        FlushSnapshot {
+            region_id: region.region_id,
+            epoch: region.epoch,
+            reason,
+            expected_state: region.leader_state,
+            memtables: region.version.immutables().to_vec(),
+            last_entry_id: region.version.last_entry_id,
+            committed_sequence: region.version.committed_sequence,
+        }
+    }
+}
+
+/// Wraps a flush of `snapshot` as a job for the job scheduler.
+pub fn flush_job(env: FlushEnv, snapshot: FlushSnapshot) -> Job {
+    Box::pin(run_flush(env, snapshot))
+}
+
+async fn run_flush(env: FlushEnv, snapshot: FlushSnapshot) {
+    let region_id = snapshot.region_id;
+    let epoch = snapshot.epoch;
+    env.ports
+        .events
+        .record(CoreEvent::FlushJobStarted { region_id, epoch });
+    tracing::info!(%region_id, reason = snapshot.reason.as_str(), "flush begins");
+    let flushed_memtables: Vec<MemtableId> = snapshot.memtables.iter().map(|m| m.id()).collect();
+    let outcome = write_and_commit(&env, &snapshot).await;
+    // Release our references first: the worker frees the memory when it
+    // applies the edit, not when this job happens to end.
+    drop(snapshot);
+    let notify = match outcome {
+        Ok(edit) => {
+            tracing::info!(%region_id, files = edit.files_to_add.len(), "flush ends");
+            BackgroundNotify::FlushFinished(FlushFinished {
+                region_id,
+                epoch,
+                edit,
+                flushed_memtables,
+            })
+        }
+        Err(error) => {
+            tracing::warn!(%region_id, %error, "flush failed");
+            env.ports.events.record(CoreEvent::FlushFailed {
+                region_id,
+                reason: error.to_string(),
+            });
+            BackgroundNotify::FlushFailed(FlushFailed {
+                region_id,
+                epoch,
+                error,
+            })
+        }
+    };
+    deliver(&env, notify).await;
+    env.buffer.flush_ended();
+}
+
+async fn write_and_commit(
+    env: &FlushEnv,
+    snapshot: &FlushSnapshot,
+) -> Result<RegionEdit, FlushError> {
+    let region_id = snapshot.region_id;
+    let mut files_to_add = Vec::with_capacity(snapshot.memtables.len());
+    for memtable in snapshot.memtables.iter().filter(|m| !m.is_empty()) {
+        files_to_add.push(write_sst(env, snapshot, memtable).await?);
+    }
+    let flushed_entry_id = if env.bugs.has(PlantedBug::FlushedEntryPastLast) {
+        snapshot.last_entry_id + 1
+    } else {
+        snapshot.last_entry_id
+    };
+    let edit = RegionEdit {
+        files_to_add,
+        flushed_entry_id,
+        flushed_sequence: snapshot.committed_sequence,
+    };
+    let change = ManifestChange::Edit {
+        edit: edit.clone(),
+        expected_state: snapshot.expected_state,
+        epoch: snapshot.epoch,
+    };
+    env.ports
+        .manifests
+        .apply(region_id, change)
+        .await
+        .map_err(|source| FlushError::Manifest { region_id, source })?;
+    env.ports.events.record(CoreEvent::FlushCommitted {
+        region_id,
+        flushed_entry_id,
+        files: edit.files_to_add.len(),
+    });
+    Ok(edit)
+}
+
+/// File ids combine the epoch and the memtable id: unique per region
+/// incarnation, and a retried flush of the same memtable rewrites the same
+/// (uncommitted) object instead of leaving another orphan.
+fn file_id_for(epoch: u64, memtable: MemtableId) -> FileId {
+    FileId(epoch << 32 | (memtable.0 & 0xffff_ffff))
+}
+
+async fn write_sst(
+    env: &FlushEnv,
+    snapshot: &FlushSnapshot,
+    memtable: &Memtable,
+) -> Result<FileMeta, FlushError> {
+    let region_id = snapshot.region_id;
+    let file_id = file_id_for(snapshot.epoch, memtable.id());
+    let path = sst_path(region_id, file_id);
+    let rows = memtable.rows();
+    let bytes =
+        sst::encode_rows(&path, rows).map_err(|source| FlushError::Sst { region_id, source })?;
+    let size_bytes = bytes.len() as u64;
+    env.ports
+        .objects
+        .put(&path, bytes)
+        .await
+        .map_err(|source| FlushError::Store { region_id, source })?;
+    let min_ts = rows.iter().map(|r| r.ts).min().unwrap_or_default();
+    let max_ts = rows.iter().map(|r| r.ts).max().unwrap_or_default();
+    env.ports.events.record(CoreEvent::SstWritten {
+        region_id,
+        file_id,
+        rows: rows.len() as u64,
+    });
+    Ok(FileMeta {
+        region_id,
+        file_id,
+        time_range: (min_ts, max_ts),
+        num_rows: rows.len() as u64,
+        size_bytes,
+        max_sequence: memtable.max_sequence().unwrap_or_default(),
+        level: 0,
+    })
+}
+
+/// Hands the result to the worker, retrying while its queue is full.
+async fn deliver(env: &FlushEnv, mut notify: BackgroundNotify) {
+    let region_id = notify.region_id();
+    for attempt in 1..=env.notify_retry_limit.max(1) {
+        match env.notifier.notify(notify) {
+            Ok(()) => return,
+            Err(NotifyError::Closed(_)) => {
+                // The worker stopped and answered every waiter already.
+                env.ports
+                    .events
+                    .record(CoreEvent::NotifyGaveUp { region_id });
+                return;
+            }
+            Err(NotifyError::Full(returned)) => {
+                notify = returned;
+                env.ports
+                    .events
+                    .record(CoreEvent::NotifyRetried { region_id, attempt });
+                let backoff_ms = env.notify_retry_backoff_ms << attempt.min(6);
+                env.ports.clock.sleep(backoff_ms).await;
+            }
+        }
+    }
+    tracing::error!(%region_id, "flush result undeliverable after every retry");
+    env.ports
+        .events
+        .record(CoreEvent::NotifyGaveUp { region_id });
+}

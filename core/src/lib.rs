@@ -1,0 +1,46 @@
+//! # flush-core
+//!
+//! Our own implementation of the flush core of a time-series storage engine
+//! (modelled on GreptimeDB Mito2): how a write becomes a Parquet file, and
+//! every request that can get in the way.
+//!
+//! Map of the crate, in the order data flows:
+//!
+//! - [`ports`]: the edges. Job scheduler, object store, manifest store, WAL,
+//!   clock, notifiers, fault points, event sink. The simulator implements
+//!   them with faults; [`local`] implements them for real.
+//! - [`request`]: what crosses a worker's queue; every client request
+//!   carries a [`request::Responder`] that is answered exactly once.
+//! - [`worker`]: the region worker, a state machine the runtime drives one
+//!   request at a time (one file per kind of request).
+//! - [`buffer`]: the engine-wide write-buffer manager (when to flush, when
+//!   to stall), fed by [`memtable`]'s allocation trackers.
+//! - [`region`]: a region's version: mutable and immutable memtables, SSTs,
+//!   flush marks.
+//! - [`flush`]: the per-worker flush scheduler and the flush job.
+//! - [`sst`]: memtable rows ⇄ arrow `RecordBatch` ⇄ Parquet bytes.
+//! - [`manifest`]: durable region state and the rules for changing it.
+//! - [`bugs`]: the planted-bug switchboard; [`events`]: state transitions
+//!   reported to the world; [`error`]: typed errors.
+//!
+//! A write: `worker::handle_write` → WAL append → mutable memtable (memory
+//! reserved) → reply. When the buffer says so, the scheduler freezes the
+//! mutable memtable and submits a job; the job encodes each immutable
+//! memtable as Parquet, puts it in the object store, commits a
+//! [`manifest::RegionEdit`], and notifies the worker, which drops the
+//! flushed memtables (memory freed), trims the WAL and answers the waiters.
+
+pub mod buffer;
+pub mod bugs;
+pub mod error;
+pub mod events;
+pub mod flush;
+pub mod ids;
+pub mod local;
+pub mod manifest;
+pub mod memtable;
+pub mod ports;
+pub mod region;
+pub mod request;
+pub mod sst;
+pub mod worker;

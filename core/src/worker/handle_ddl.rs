@@ -1,0 +1,61 @@
+//! Alter: a schema change that must not mix rows of two schemas in one
+//! memtable, so a region holding data flushes first and the alter waits.
+
+use crate::error::RequestError;
+use crate::flush::FlushTask;
+use crate::manifest::ManifestChange;
+use crate::request::{ClientRequest, FlushReason, Output, Request};
+
+use super::RegionWorker;
+
+impl RegionWorker {
+    pub(super) async fn handle_alter(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        let Some(region) = self.regions.get_mut(&region_id) else {
+            return Self::reply_err(request, RequestError::RegionNotFound { region_id });
+        };
+        if !region.is_writable() {
+            let state = region.leader_state;
+            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+        }
+        // DDLs of one region run in arrival order.
+        let request = if self.scheduler.has_pending_ddls(region_id) {
+            match self.scheduler.add_ddl_request_to_pending(request) {
+                Ok(()) => return,
+                Err(request) => request,
+            }
+        } else {
+            request
+        };
+        if !region.version.memtables_empty() {
+            let task = FlushTask::new(FlushReason::Alter, None);
+            if let Err(error) = self.scheduler.schedule_flush(region, task, &self.env) {
+                return Self::reply_err(request, error);
+            }
+            match self.scheduler.add_ddl_request_to_pending(request) {
+                Ok(()) => return,
+                // Nothing was left to flush after all: alter now.
+                Err(request) => return self.apply_alter(request).await,
+            }
+        }
+        self.apply_alter(request).await;
+    }
+
+    async fn apply_alter(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        let Request::Alter { schema_version, .. } = request.request else {
+            let reason = format!("{} routed to alter", request.request.kind());
+            return Self::reply_err(request, RequestError::InvalidRequest { region_id, reason });
+        };
+        let change = ManifestChange::Alter { schema_version };
+        match self.env.ports.manifests.apply(region_id, change).await {
+            Ok(manifest) => {
+                if let Some(region) = self.regions.get_mut(&region_id) {
+                    region.schema_version = manifest.schema_version;
+                }
+                request.responder.send(Ok(Output::Done));
+            }
+            Err(source) => Self::reply_err(request, RequestError::Manifest { region_id, source }),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Region lifecycle: create, open (manifest + WAL replay), close, drop,
+//! truncate. Each answers or fails every request waiting on the region, with
+//! the error kind of its cause.
+
+use crate::error::RequestError;
+use crate::events::CoreEvent;
+use crate::ids::{region_sst_prefix, sst_path, RegionId};
+use crate::manifest::{ManifestChange, RegionManifest};
+use crate::region::Region;
+use crate::request::{ClientRequest, Output};
+
+use super::RegionWorker;
+
+impl RegionWorker {
+    pub(super) async fn handle_create(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        if self.regions.contains_key(&region_id) {
+            return Self::reply_err(request, RequestError::RegionExists { region_id });
+        }
+        let manifests = self.env.ports.manifests.clone();
+        let mut manifest = RegionManifest::new(region_id);
+        match manifests.load(region_id).await {
+            Err(source) => {
+                return Self::reply_err(request, RequestError::Manifest { region_id, source })
+            }
+            Ok(Some(old)) if !old.dropped => {
+                return Self::reply_err(request, RequestError::RegionExists { region_id })
+            }
+            // A new incarnation: a later epoch fences the old one's flushes.
+            Ok(Some(old)) => manifest.epoch = old.epoch + 1,
+            Ok(None) => {}
+        }
+        // Entry ids restart at 1: an old incarnation's log must be gone.
+        if let Err(source) = self.env.ports.wal.purge(region_id).await {
+            return Self::reply_err(request, RequestError::Wal { region_id, source });
+        }
+        match manifests.create(manifest).await {
+            Ok(manifest) => {
+                let region =
+                    Region::from_manifest(&manifest, self.env.buffer.clone(), self.config.bugs);
+                self.regions.insert(region_id, region);
+                request.responder.send(Ok(Output::Done));
+            }
+            Err(source) => Self::reply_err(request, RequestError::Manifest { region_id, source }),
+        }
+    }
+
+    /// Reopens a region: new epoch, SSTs from the manifest, memtable from
+    /// the WAL after the flushed entry id. Opening an open region is a no-op.
+    pub(super) async fn handle_open(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        if self.regions.contains_key(&region_id) {
+            return request.responder.send(Ok(Output::Done));
+        }
+        match self.open_region(region_id).await {
+            Ok(region) => {
+                self.regions.insert(region_id, region);
+                request.responder.send(Ok(Output::Done));
+            }
+            Err(error) => Self::reply_err(request, error),
+        }
+    }
+
+    async fn open_region(&self, region_id: RegionId) -> Result<Region, RequestError> {
+        let ports = &self.env.ports;
+        let manifest_error = |source| RequestError::Manifest { region_id, source };
+        match ports
+            .manifests
+            .load(region_id)
+            .await
+            .map_err(manifest_error)?
+        {
+            Some(manifest) if !manifest.dropped => {}
+            _ => return Err(RequestError::RegionNotFound { region_id }),
+        }
+        let manifest = ports
+            .manifests
+            .apply(region_id, ManifestChange::Reopen)
+            .await
+            .map_err(manifest_error)?;
+        let after = manifest.replay_from_entry_id();
+        let entries = ports
+            .wal
+            .replay(region_id, after)
+            .await
+            .map_err(|source| RequestError::Wal { region_id, source })?;
+        let mut region =
+            Region::from_manifest(&manifest, self.env.buffer.clone(), self.config.bugs);
+        let mut replayed = 0;
+        for entry in &entries {
+            let (next_entry_id, next_sequence) = region.version.next_write_marks();
+            // Entries at or below the marks are already in SSTs.
+            if entry.entry_id >= next_entry_id && entry.first_sequence >= next_sequence {
+                region.version.apply_write(entry);
+                replayed += 1;
+            }
+        }
+        ports.events.record(CoreEvent::WalReplayed {
+            region_id,
+            entries: replayed,
+        });
+        self.purge_orphans(&manifest).await;
+        Ok(region)
+    }
+
+    /// Deletes SSTs under the region's prefix that the manifest does not
+    /// list: written by flushes that never committed. Best effort.
+    async fn purge_orphans(&self, manifest: &RegionManifest) {
+        let region_id = manifest.region_id;
+        let objects = &self.env.ports.objects;
+        let Ok(paths) = objects.list(&region_sst_prefix(region_id)).await else {
+            return;
+        };
+        for path in paths {
+            let listed = manifest
+                .files
+                .keys()
+                .any(|file_id| sst_path(region_id, *file_id) == path);
+            if !listed && objects.delete(&path).await.is_ok() {
+                self.env
+                    .ports
+                    .events
+                    .record(CoreEvent::OrphanPurged { region_id, path });
+            }
+        }
+    }
+
+    /// Deletes every SST of the region. Best effort: what is left is an
+    /// orphan for the next open to purge.
+    async fn delete_region_files(&self, region_id: RegionId) {
+        let objects = &self.env.ports.objects;
+        if let Ok(paths) = objects.list(&region_sst_prefix(region_id)).await {
+            for path in paths {
+                let _ = objects.delete(&path).await;
+            }
+        }
+    }
+
+    pub(super) fn handle_close(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        if self.regions.remove(&region_id).is_none() {
+            return Self::reply_err(request, RequestError::RegionNotFound { region_id });
+        }
+        let error = RequestError::RegionClosed { region_id };
+        self.scheduler.on_region_closed(region_id);
+        self.fail_stalled_of(region_id, &error);
+        request.responder.send(Ok(Output::Done));
+    }
+
+    pub(super) async fn handle_drop(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        if !self.regions.contains_key(&region_id) {
+            return Self::reply_err(request, RequestError::RegionNotFound { region_id });
+        }
+        let dropped = self
+            .env
+            .ports
+            .manifests
+            .apply(region_id, ManifestChange::Drop)
+            .await;
+        if let Err(source) = dropped {
+            return Self::reply_err(request, RequestError::Manifest { region_id, source });
+        }
+        self.regions.remove(&region_id);
+        let error = RequestError::RegionDropped { region_id };
+        self.scheduler.on_region_dropped(region_id);
+        self.fail_stalled_of(region_id, &error);
+        if let Err(error) = self.env.ports.wal.purge(region_id).await {
+            tracing::warn!(%region_id, %error, "wal purge after drop failed");
+        }
+        self.delete_region_files(region_id).await;
+        request.responder.send(Ok(Output::Done));
+    }
+
+    /// Empties the region. Rows acknowledged before the truncate are gone;
+    /// a flush that raced it cannot commit (the epoch moved on).
+    pub(super) async fn handle_truncate(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        let Some(region) = self.regions.get(&region_id) else {
+            return Self::reply_err(request, RequestError::RegionNotFound { region_id });
+        };
+        if !region.is_writable() {
+            let state = region.leader_state;
+            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+        }
+        let truncated_entry_id = region.version.last_entry_id;
+        let truncated_sequence = region.version.committed_sequence;
+        let change = ManifestChange::Truncate {
+            truncated_entry_id,
+            truncated_sequence,
+        };
+        let manifest = match self.env.ports.manifests.apply(region_id, change).await {
+            Ok(manifest) => manifest,
+            Err(source) => {
+                return Self::reply_err(request, RequestError::Manifest { region_id, source })
+            }
+        };
+        let error = RequestError::RegionTruncated { region_id };
+        self.scheduler.on_region_truncated(region_id);
+        self.fail_stalled_of(region_id, &error);
+        if let Some(region) = self.regions.get_mut(&region_id) {
+            region.epoch = manifest.epoch;
+            region
+                .version
+                .truncate(truncated_entry_id, truncated_sequence);
+        }
+        if let Err(error) = self
+            .env
+            .ports
+            .wal
+            .truncate(region_id, truncated_entry_id)
+            .await
+        {
+            tracing::warn!(%region_id, %error, "wal truncation after truncate failed");
+        }
+        self.delete_region_files(region_id).await;
+        request.responder.send(Ok(Output::Done));
+    }
+}

@@ -1,0 +1,199 @@
+//! Writes: WAL first, then the mutable memtable, then the reply. Also the
+//! stall queue and the engine-wide flush rules that writes trigger.
+
+use crate::bugs::PlantedBug;
+use crate::error::RequestError;
+use crate::events::CoreEvent;
+use crate::flush::FlushTask;
+use crate::ids::RegionId;
+use crate::memtable::WalEntry;
+use crate::request::{ClientRequest, FlushReason, Output, Request};
+
+use super::RegionWorker;
+
+impl RegionWorker {
+    pub(super) async fn handle_write(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        let Some(region) = self.regions.get(&region_id) else {
+            return Self::reply_err(request, RequestError::RegionNotFound { region_id });
+        };
+        if !region.is_writable() {
+            let state = region.leader_state;
+            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+        }
+        if matches!(&request.request, Request::Write { rows, .. } if rows.is_empty()) {
+            let reason = "a write needs at least one row".to_string();
+            return Self::reply_err(request, RequestError::InvalidRequest { region_id, reason });
+        }
+        let request = if self.scheduler.has_pending_ddls(region_id) {
+            match self.scheduler.add_write_request_to_pending(request) {
+                Ok(()) => return,
+                Err(request) => request,
+            }
+        } else {
+            request
+        };
+        if self.env.buffer.should_stall() {
+            return self.stall(request);
+        }
+        self.apply_write(request).await;
+    }
+
+    fn stall(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        let limit = self.config.max_stalled_writes;
+        if self.stalled.len() >= limit {
+            let stalled = self.stalled.len();
+            return Self::reply_err(
+                request,
+                RequestError::WriteStallFull {
+                    region_id,
+                    stalled,
+                    limit,
+                },
+            );
+        }
+        self.stalled.push_back(request);
+        self.env.buffer.writes_stalled(1);
+        self.env.ports.events.record(CoreEvent::WriteStalled {
+            region_id,
+            stalled: self.stalled.len(),
+        });
+    }
+
+    /// Logs the write, applies it, answers it. Nothing else runs in this
+    /// worker while the WAL append is awaited, so the marks read before it
+    /// are still the region's marks after it.
+    async fn apply_write(&mut self, request: ClientRequest) {
+        let ClientRequest { request, responder } = request;
+        let Request::Write { region_id, rows } = request else {
+            let region_id = request.region_id();
+            let reason = format!("{} routed to the write path", request.kind());
+            return responder.send(Err(RequestError::InvalidRequest { region_id, reason }));
+        };
+        let Some(region) = self.regions.get(&region_id) else {
+            return responder.send(Err(RequestError::RegionNotFound { region_id }));
+        };
+        let (entry_id, first_sequence) = region.version.next_write_marks();
+        let row_count = rows.len() as u64;
+        let entry = WalEntry {
+            entry_id,
+            first_sequence,
+            rows,
+        };
+        let ack = Output::Written {
+            entry_id,
+            first_sequence,
+            rows: row_count,
+        };
+        let mut responder = Some(responder);
+        if self.config.bugs.has(PlantedBug::AckBeforeWalDurable) {
+            if let Some(early) = responder.take() {
+                early.send(Ok(ack.clone()));
+            }
+        }
+        let appended = self.env.ports.wal.append(region_id, entry.clone()).await;
+        if let Err(source) = appended {
+            if let Some(responder) = responder {
+                responder.send(Err(RequestError::Wal { region_id, source }));
+            }
+            return;
+        }
+        match self.regions.get_mut(&region_id) {
+            Some(region) => {
+                region.version.apply_write(&entry);
+                if let Some(responder) = responder {
+                    responder.send(Ok(ack));
+                }
+            }
+            None => {
+                if let Some(responder) = responder {
+                    responder.send(Err(RequestError::RegionNotFound { region_id }));
+                }
+            }
+        }
+    }
+
+    /// Moves stalled writes back to the queue once memory allows.
+    pub(super) fn retry_stalled(&mut self) {
+        if self.config.bugs.has(PlantedBug::StallNotRetried)
+            || self.stalled.is_empty()
+            || self.env.buffer.should_stall()
+        {
+            return;
+        }
+        let released: Vec<ClientRequest> = self.stalled.drain(..).collect();
+        self.env.buffer.writes_released(released.len());
+        self.env.ports.events.record(CoreEvent::StallReleased {
+            count: released.len(),
+        });
+        for request in released.into_iter().rev() {
+            self.requeued.push_front(request);
+        }
+    }
+
+    /// The seed's engine-full rule: flush the region with the largest
+    /// mutable memtable that is not already flushing.
+    pub(super) fn maybe_flush_engine(&mut self) {
+        if !self.env.buffer.should_flush_engine() {
+            return;
+        }
+        let smallest = self.config.bugs.has(PlantedBug::EngineFullPicksSmallest);
+        let candidates = self
+            .regions
+            .iter()
+            .filter(|(id, r)| {
+                r.version.mutable_bytes() > 0 && !self.scheduler.is_flush_requested(**id)
+            })
+            .map(|(id, r)| (r.version.mutable_bytes(), *id));
+        let picked = if smallest {
+            candidates.min()
+        } else {
+            candidates.max()
+        };
+        if let Some((_, region_id)) = picked {
+            self.env
+                .ports
+                .events
+                .record(CoreEvent::EngineFullFlush { region_id });
+            self.flush_for(region_id, FlushReason::EngineFull);
+        }
+    }
+
+    /// Our rule beyond the seed: writes are stalled somewhere and no flush
+    /// runs anywhere, so no memory will ever be freed unless we flush. Flush
+    /// the region holding the most memtable memory.
+    pub(super) fn maybe_relieve_stall(&mut self) {
+        let buffer = &self.env.buffer;
+        if self.config.bugs.has(PlantedBug::SeedNoStallFlush)
+            || buffer.stalled_writes() == 0
+            || buffer.flushes_running() > 0
+            || !buffer.should_stall()
+        {
+            return;
+        }
+        let picked = self
+            .regions
+            .iter()
+            .filter(|(id, r)| {
+                !r.version.memtables_empty() && !self.scheduler.is_flush_requested(**id)
+            })
+            .map(|(id, r)| (r.version.memtable_bytes(), *id))
+            .max();
+        if let Some((_, region_id)) = picked {
+            self.env
+                .ports
+                .events
+                .record(CoreEvent::StallReliefFlush { region_id });
+            self.flush_for(region_id, FlushReason::StallRelief);
+        }
+    }
+
+    /// A flush nobody waits on; a failure to start is already recorded.
+    fn flush_for(&mut self, region_id: RegionId, reason: FlushReason) {
+        if let Some(region) = self.regions.get_mut(&region_id) {
+            let task = FlushTask::new(reason, None);
+            let _ = self.scheduler.schedule_flush(region, task, &self.env);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The region worker: the state machine that owns a set of regions and
+//! drives their flushes.
+//!
+//! A runtime feeds it [`WorkerRequest`]s one at a time through
+//! [`RegionWorker::handle`] (a madsim task in the simulator, a plain loop in
+//! [`crate::local`]). Requests are handled to completion in order; the only
+//! concurrency is the flush jobs, which talk back through notifications.
+//! One file per kind of request, as in mito2: `handle_write`,
+//! `handle_flush`, `handle_ddl`, `handle_lifecycle`.
+
+mod handle_ddl;
+mod handle_flush;
+mod handle_lifecycle;
+mod handle_write;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crate::buffer::WriteBufferManager;
+use crate::bugs::Bugs;
+use crate::error::RequestError;
+use crate::flush::{FlushEnv, FlushScheduler, FlushStatusView};
+use crate::ids::RegionId;
+use crate::manifest::LeaderState;
+use crate::memtable::Row;
+use crate::ports::{Ports, WorkerNotifier};
+use crate::region::Region;
+use crate::request::{ClientRequest, Request, WorkerRequest};
+
+/// Settings of one worker.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub worker_id: u32,
+    /// Bound on the stall queue; a write beyond it is refused at once.
+    pub max_stalled_writes: usize,
+    pub notify_retry_limit: u32,
+    pub notify_retry_backoff_ms: u64,
+    pub bugs: Bugs,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            worker_id: 0,
+            max_stalled_writes: 1024,
+            notify_retry_limit: 64,
+            notify_retry_backoff_ms: 1,
+            bugs: Bugs::NONE,
+        }
+    }
+}
+
+/// What a worker holds for one region, for oracles and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionView {
+    pub epoch: u64,
+    pub leader_state: LeaderState,
+    pub schema_version: u64,
+    pub mutable_bytes: usize,
+    pub immutable_bytes: usize,
+    pub memtable_rows: usize,
+    pub files: usize,
+    pub last_entry_id: u64,
+    pub committed_sequence: u64,
+    pub flushed_entry_id: u64,
+    pub flushed_sequence: u64,
+    pub flush: Option<FlushStatusView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerView {
+    pub worker_id: u32,
+    pub regions: BTreeMap<RegionId, RegionView>,
+    /// Flush statuses of regions no longer open here (a truncated or
+    /// closed region's job still running).
+    pub orphan_statuses: BTreeMap<RegionId, FlushStatusView>,
+    pub stalled_writes: usize,
+}
+
+pub struct RegionWorker {
+    config: WorkerConfig,
+    env: FlushEnv,
+    regions: BTreeMap<RegionId, Region>,
+    scheduler: FlushScheduler,
+    /// Writes waiting for memory, oldest first.
+    stalled: VecDeque<ClientRequest>,
+    /// Requests released by a flush, handled before the next one arrives.
+    requeued: VecDeque<ClientRequest>,
+}
+
+impl RegionWorker {
+    pub fn new(
+        config: WorkerConfig,
+        ports: Ports,
+        buffer: Arc<WriteBufferManager>,
+        notifier: Arc<dyn WorkerNotifier>,
+    ) -> Self {
+        let scheduler = FlushScheduler::new(config.bugs, ports.events.clone());
+        let env = FlushEnv {
+            ports,
+            notifier,
+            buffer,
+            bugs: config.bugs,
+            notify_retry_limit: config.notify_retry_limit,
+            notify_retry_backoff_ms: config.notify_retry_backoff_ms,
+        };
+        RegionWorker {
+            config,
+            env,
+            regions: BTreeMap::new(),
+            scheduler,
+            stalled: VecDeque::new(),
+            requeued: VecDeque::new(),
+        }
+    }
+
+    pub fn worker_id(&self) -> u32 {
+        self.config.worker_id
+    }
+
+    /// Handles one request to completion, then whatever it released, then
+    /// the engine-wide flush rules.
+    pub async fn handle(&mut self, request: WorkerRequest) {
+        match request {
+            WorkerRequest::Client(request) => self.dispatch(request).await,
+            WorkerRequest::Background(notify) => self.handle_background(notify).await,
+            WorkerRequest::MemoryFreed | WorkerRequest::Tick => self.retry_stalled(),
+        }
+        // Bounded: every requeued request is answered, queued behind a
+        // flush, or stalled; none is requeued again in this loop.
+        while let Some(next) = self.requeued.pop_front() {
+            self.dispatch(next).await;
+        }
+        self.maybe_flush_engine();
+        self.maybe_relieve_stall();
+        debug_assert!(self.scheduler.check_invariants().is_ok() || !self.config.bugs.is_empty());
+    }
+
+    async fn dispatch(&mut self, request: ClientRequest) {
+        match &request.request {
+            Request::Write { .. } => self.handle_write(request).await,
+            Request::Flush { .. } => self.handle_flush_request(request),
+            Request::Alter { .. } => self.handle_alter(request).await,
+            Request::Downgrade { .. } => self.handle_downgrade(request).await,
+            Request::Truncate { .. } => self.handle_truncate(request).await,
+            Request::Drop { .. } => self.handle_drop(request).await,
+            Request::Close { .. } => self.handle_close(request),
+            Request::Open { .. } => self.handle_open(request).await,
+            Request::Create { .. } => self.handle_create(request).await,
+        }
+    }
+
+    /// Answers everything the worker still holds with `RegionClosed` and
+    /// releases every region: the worker is stopping.
+    pub fn shutdown(&mut self) {
+        self.scheduler.fail_all_closed();
+        let waiting: Vec<ClientRequest> = self.stalled.drain(..).collect();
+        self.env.buffer.writes_released(waiting.len());
+        for request in waiting.into_iter().chain(self.requeued.drain(..)) {
+            let region_id = request.request.region_id();
+            request
+                .responder
+                .send(Err(RequestError::RegionClosed { region_id }));
+        }
+        self.regions.clear();
+    }
+
+    pub fn regions(&self) -> &BTreeMap<RegionId, Region> {
+        &self.regions
+    }
+
+    pub fn scheduler(&self) -> &FlushScheduler {
+        &self.scheduler
+    }
+
+    pub fn stalled_writes(&self) -> usize {
+        self.stalled.len()
+    }
+
+    /// Rows still in memtables of `region_id`, oldest first.
+    pub fn memtable_rows(&self, region_id: RegionId) -> Vec<Row> {
+        self.regions
+            .get(&region_id)
+            .map(|r| r.version.memtable_rows().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn inspect(&self) -> WorkerView {
+        let regions = self
+            .regions
+            .iter()
+            .map(|(id, region)| (*id, self.region_view(region)))
+            .collect();
+        let orphan_statuses = self
+            .scheduler
+            .statuses()
+            .filter(|(id, _)| !self.regions.contains_key(id))
+            .collect();
+        WorkerView {
+            worker_id: self.config.worker_id,
+            regions,
+            orphan_statuses,
+            stalled_writes: self.stalled.len(),
+        }
+    }
+
+    fn region_view(&self, region: &Region) -> RegionView {
+        let version = &region.version;
+        RegionView {
+            epoch: region.epoch,
+            leader_state: region.leader_state,
+            schema_version: region.schema_version,
+            mutable_bytes: version.mutable_bytes(),
+            immutable_bytes: version.immutable_bytes(),
+            memtable_rows: version.memtable_rows().count(),
+            files: version.files().len(),
+            last_entry_id: version.last_entry_id,
+            committed_sequence: version.committed_sequence,
+            flushed_entry_id: version.flushed_entry_id,
+            flushed_sequence: version.flushed_sequence,
+            flush: self.scheduler.status(region.region_id),
+        }
+    }
+
+    /// Answers `request` with an error.
+    fn reply_err(request: ClientRequest, error: RequestError) {
+        request.responder.send(Err(error));
+    }
+
+    /// Answers with `error` every stalled write of `region_id`.
+    fn fail_stalled_of(&mut self, region_id: RegionId, error: &RequestError) {
+        let (failed, kept): (Vec<_>, Vec<_>) = self
+            .stalled
+            .drain(..)
+            .partition(|r| r.request.region_id() == region_id);
+        self.stalled = kept.into();
+        self.env.buffer.writes_released(failed.len());
+        for request in failed {
+            Self::reply_err(request, error.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

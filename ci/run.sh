@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The CI job. `.ci/run` calls this on a clean clone. It needs only the Rust
+# toolchains (stable, plus nightly for cargo-fuzz); it installs the rest.
+# Budget: well under 25 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s (%s) ===\n' "$1" "$(date -u +%H:%M:%S)"; }
+SECONDS=0
+
+step "toolchain"
+cargo --version
+rustc --version
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests (README's test command)"
+cargo test --workspace
+
+step "build flushsim (release)"
+cargo build --release -p flush-sim
+FLUSHSIM=target/release/flushsim
+
+step "sweep: fixed seed range"
+"$FLUSHSIM" sweep --seed-range 0..500
+
+step "sweep: fresh seeds derived from the commit"
+commit=$(git rev-parse HEAD 2>/dev/null || echo 0)
+fresh_start=$(( 16#${commit:0:8} % 1000000000 + 1000000 ))
+echo "fresh seeds: ${fresh_start}..$(( fresh_start + 300 )) (from commit ${commit:0:12})"
+"$FLUSHSIM" sweep --seed-range "${fresh_start}..$(( fresh_start + 300 ))"
+
+step "determinism"
+"$FLUSHSIM" check-determinism --seeds 20
+
+step "canary: a planted bug must make a short sweep fail"
+if "$FLUSHSIM" sweep --seeds 200 --bug drop-pending-writes-on-failure > /tmp/flushsim-canary.log 2>&1; then
+    echo "CANARY FAILED: the sweep passed with a planted bug switched on"
+    tail -20 /tmp/flushsim-canary.log
+    exit 1
+fi
+grep -m1 "replay" /tmp/flushsim-canary.log || true
+echo "canary caught, as it must be"
+
+step "fuzz smoke"
+ci/fuzz-smoke.sh
+
+step "done in ${SECONDS}s"

@@ -44,7 +44,7 @@ planted_bugs! {
     SeedNoStallFlush = "seed-no-stall-flush": "seed behaviour: stalled writes with no flush running anywhere trigger no flush",
     SeedFaithfulStatusRemoved = "seed-faithful-status-removed": "seed behaviour: a failed freeze or job submission removes the flush status and drops its pending requests",
     SeedFaithfulRejectedSenders = "seed-faithful-rejected-senders": "seed behaviour: a rejected flush job drops its reply senders",
-    SeedFaithfulScheduleNext = "seed-faithful-schedule-next": "seed behaviour: schedule_next_flush gives up on the other waiting regions after one rejection",
+    SeedFaithfulScheduleNext = "seed-faithful-schedule-next": "seed behaviour: schedule_next_flush tries only the first region with a pending task, even one still flushing, so another waiting region gets no job",
     WalTruncatePastFlushed = "wal-truncate-past-flushed": "after a flush the WAL is truncated one entry past the flushed entry id",
     AckBeforeWalDurable = "ack-before-wal-durable": "a write is acknowledged before its WAL append is durable",
 }

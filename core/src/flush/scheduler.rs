@@ -337,11 +337,23 @@ impl FlushScheduler {
         regions: &mut BTreeMap<RegionId, Region>,
         env: &FlushEnv,
     ) {
-        if self
-            .statuses
-            .get(&region_id)
-            .is_none_or(|s| s.running_epoch != Some(epoch))
-        {
+        let Some(status) = self.statuses.get_mut(&region_id) else {
+            return;
+        };
+        if status.running_epoch != Some(epoch) {
+            return;
+        }
+        // A job of a truncated incarnation, fenced off by the new epoch: its
+        // waiters were answered at the truncate, and the flushes asked for
+        // since then never ran, so they start now instead of failing.
+        if regions.get(&region_id).is_some_and(|r| r.epoch != epoch) {
+            debug_assert!(status.running_senders.is_empty());
+            status.running_epoch = None;
+            if status.pending_task.is_none() {
+                debug_assert_eq!(status.waiter_count(), 0);
+                self.statuses.remove(&region_id);
+            }
+            self.schedule_next_flush(regions, env);
             return;
         }
         let Some(status) = self.statuses.remove(&region_id) else {
@@ -424,17 +436,21 @@ impl FlushScheduler {
     }
 
     /// Starts a flush for every region whose pending task waits and whose
-    /// previous job has ended. The seed stops at the first region (and at
-    /// its failure); here each region is independent.
+    /// previous job has ended. The seed looks only at the first region with
+    /// a pending task, even one still flushing, and stops there (and at its
+    /// failure); here each region is independent.
     pub fn schedule_next_flush(
         &mut self,
         regions: &mut BTreeMap<RegionId, Region>,
         env: &FlushEnv,
     ) {
+        let seed_faithful = self.bugs.has(PlantedBug::SeedFaithfulScheduleNext);
         let waiting: Vec<RegionId> = self
             .statuses
             .iter()
-            .filter(|(_, s)| s.running_epoch.is_none() && s.pending_task.is_some())
+            .filter(|(_, s)| s.pending_task.is_some())
+            .take(if seed_faithful { 1 } else { usize::MAX })
+            .filter(|(_, s)| s.running_epoch.is_none())
             .map(|(id, _)| *id)
             .collect();
         for region_id in waiting {
@@ -450,10 +466,7 @@ impl FlushScheduler {
                 self.abandon_start(region_id, task, &error, false);
                 continue;
             };
-            let failed = self.start_flush(region, task, env).is_err();
-            if failed && self.bugs.has(PlantedBug::SeedFaithfulScheduleNext) {
-                break;
-            }
+            let _ = self.start_flush(region, task, env);
         }
     }
 

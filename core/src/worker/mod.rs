@@ -241,5 +241,14 @@ impl RegionWorker {
     }
 }
 
+/// A worker dropped without [`RegionWorker::shutdown`] (say, a dropped
+/// `LocalEngine`) must not take its stalled writes' replies with it, nor
+/// leave them counted as stalled in the shared buffer manager.
+impl Drop for RegionWorker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 #[cfg(test)]
 mod tests;

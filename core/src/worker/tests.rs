@@ -1,1 +1,341 @@
+//! Unit tests of the worker's own machinery, with ports the tests control:
+//! the requeue loop, delivery of flush results to a full or stopped worker,
+//! shutdown, and dropping a worker. Whole-engine scenarios live in
+//! `core/tests/worker_scenarios.rs`; scheduler transitions in
+//! `core/tests/scheduler_transitions.rs`.
 
+// The ledger is shared with the integration tests; not every helper is
+// used here.
+#[allow(dead_code)]
+#[path = "../../tests/common/ledger.rs"]
+mod ledger;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::{self, BoxFuture};
+use futures::FutureExt;
+
+use self::ledger::{ReplyLedger, Ticket};
+use super::{RegionWorker, WorkerConfig};
+use crate::buffer::WriteBufferManager;
+use crate::error::ErrorKind;
+use crate::events::CoreEvent;
+use crate::ids::{RegionId, RequestId};
+use crate::local::{block_on, LocalObjectStore, MemoryManifestStore, MemoryWal};
+use crate::memtable::RowValue;
+use crate::ports::{
+    Clock, EventSink, Job, JobRejected, JobScheduler, NoFaults, NotifyError, Ports, WorkerNotifier,
+};
+use crate::request::{BackgroundNotify, ClientRequest, Reply, Request, Responder, WorkerRequest};
+
+const R1: RegionId = RegionId(1);
+
+/// Flush jobs wait here until the test runs them.
+#[derive(Default)]
+struct HeldJobs(Mutex<VecDeque<Job>>);
+
+impl JobScheduler for HeldJobs {
+    fn schedule(&self, job: Job) -> Result<(), JobRejected> {
+        self.0.lock().expect("test lock").push_back(job);
+        Ok(())
+    }
+}
+
+/// The worker's queue as flush jobs see it: full for the next `full_next`
+/// notifications, closed once `closed` is set.
+#[derive(Default)]
+struct TestInbox {
+    queue: Mutex<VecDeque<BackgroundNotify>>,
+    full_next: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl WorkerNotifier for TestInbox {
+    fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(NotifyError::Closed(notify));
+        }
+        let full = self
+            .full_next
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if full.is_ok() {
+            return Err(NotifyError::Full(notify));
+        }
+        self.queue.lock().expect("test lock").push_back(notify);
+        Ok(())
+    }
+}
+
+/// Back-off sleeps end at once.
+struct NoSleep;
+
+impl Clock for NoSleep {
+    fn now_ms(&self) -> u64 {
+        0
+    }
+
+    fn sleep(&self, _duration_ms: u64) -> BoxFuture<'static, ()> {
+        future::ready(()).boxed()
+    }
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<CoreEvent>>);
+
+impl Recorder {
+    fn count(&self, mark: &str) -> usize {
+        let events = self.0.lock().expect("test lock");
+        events.iter().filter(|e| e.mark() == mark).count()
+    }
+}
+
+impl EventSink for Recorder {
+    fn record(&self, event: CoreEvent) {
+        self.0.lock().expect("test lock").push(event);
+    }
+}
+
+/// One worker over test ports, and the ledger of its requests.
+struct Rig {
+    worker: RegionWorker,
+    jobs: Arc<HeldJobs>,
+    inbox: Arc<TestInbox>,
+    events: Arc<Recorder>,
+    buffer: Arc<WriteBufferManager>,
+    ledger: ReplyLedger<Reply>,
+    next_request_id: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new(buffer_bytes: usize, config: WorkerConfig) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let jobs = Arc::new(HeldJobs::default());
+        let inbox = Arc::new(TestInbox::default());
+        let events = Arc::new(Recorder::default());
+        let buffer = Arc::new(WriteBufferManager::new(buffer_bytes));
+        let ports = Ports {
+            jobs: jobs.clone(),
+            objects: Arc::new(LocalObjectStore::new(dir.path())),
+            manifests: Arc::new(MemoryManifestStore::default()),
+            wal: Arc::new(MemoryWal::default()),
+            clock: Arc::new(NoSleep),
+            faults: Arc::new(NoFaults),
+            events: events.clone(),
+        };
+        let worker = RegionWorker::new(config, ports, buffer.clone(), inbox.clone());
+        let mut rig = Rig {
+            worker,
+            jobs,
+            inbox,
+            events,
+            buffer,
+            ledger: ReplyLedger::new(),
+            next_request_id: 1,
+            _dir: dir,
+        };
+        let create = rig.send("create", Request::Create { region_id: R1 });
+        rig.expect_ok(create);
+        rig
+    }
+
+    /// Hands one request to the worker and checks what every `handle`
+    /// must leave behind: nothing requeued, scheduler invariants intact.
+    fn handle(&mut self, request: WorkerRequest) {
+        block_on(self.worker.handle(request)).expect("test ports never wait");
+        assert!(
+            self.worker.requeued.is_empty(),
+            "released requests run in the same handle"
+        );
+        assert_eq!(self.worker.scheduler.check_invariants(), Ok(()));
+    }
+
+    fn send(&mut self, label: &str, request: Request) -> Ticket {
+        let (responder, receiver) = Responder::new(RequestId(self.next_request_id));
+        self.next_request_id += 1;
+        let ticket = self.ledger.track(label, receiver);
+        self.handle(WorkerRequest::Client(ClientRequest { request, responder }));
+        ticket
+    }
+
+    fn write(&mut self, label: &str, rows: usize) -> Ticket {
+        let rows = (0..rows)
+            .map(|index| RowValue {
+                series: "cpu".to_string(),
+                ts: index as i64,
+                value: 1.0,
+            })
+            .collect();
+        self.send(
+            label,
+            Request::Write {
+                region_id: R1,
+                rows,
+            },
+        )
+    }
+
+    /// Runs every held job, then hands the worker what they sent back.
+    fn run_jobs(&mut self) {
+        let jobs: Vec<Job> = self.jobs.0.lock().expect("test lock").drain(..).collect();
+        for job in jobs {
+            block_on(job).expect("test ports never wait");
+        }
+        loop {
+            let next = self.inbox.queue.lock().expect("test lock").pop_front();
+            let Some(notify) = next else { break };
+            self.handle(WorkerRequest::Background(notify));
+        }
+    }
+
+    fn expect_ok(&mut self, ticket: Ticket) {
+        let label = self.ledger.label(ticket).to_string();
+        if let Err(error) = self.ledger.reply(ticket) {
+            panic!("{label}: expected Ok, got {error}");
+        }
+    }
+
+    fn expect_err(&mut self, ticket: Ticket, kind: ErrorKind) {
+        let label = self.ledger.label(ticket).to_string();
+        match self.ledger.reply(ticket) {
+            Err(error) if error.kind() == kind => {}
+            other => panic!("{label}: expected {}, got {other:?}", kind.as_str()),
+        }
+    }
+}
+
+#[test]
+fn requests_released_by_a_flush_run_within_the_same_handle() {
+    let mut rig = Rig::new(1 << 20, WorkerConfig::default());
+    rig.write("w1", 10);
+    let flush = rig.send("flush", Request::Flush { region_id: R1 });
+    rig.write("w2", 5);
+    let alter = rig.send(
+        "alter",
+        Request::Alter {
+            region_id: R1,
+            schema_version: 2,
+        },
+    );
+    let behind = [rig.write("w3", 1), rig.write("w4", 2)];
+    rig.ledger.assert_waiting(alter);
+
+    // Two flushes (w1, then w2 for the alter); the last result releases the
+    // alter and both writes, which `handle` runs before returning.
+    rig.run_jobs();
+    rig.run_jobs();
+    rig.expect_ok(flush);
+    rig.expect_ok(alter);
+    for ticket in behind {
+        rig.expect_ok(ticket);
+    }
+    assert_eq!(rig.worker.regions[&R1].schema_version, 2);
+    assert_eq!(rig.worker.scheduler.status(R1), None);
+    rig.ledger.assert_exactly_once();
+}
+
+#[test]
+fn a_flush_result_waits_out_a_full_worker_queue() {
+    let mut rig = Rig::new(1 << 20, WorkerConfig::default());
+    rig.write("w1", 10);
+    let flush = rig.send("flush", Request::Flush { region_id: R1 });
+    rig.inbox.full_next.store(3, Ordering::Relaxed);
+    rig.run_jobs();
+    assert_eq!(rig.events.count("notify_retried"), 3);
+    assert_eq!(rig.events.count("notify_gave_up"), 0);
+    rig.expect_ok(flush);
+    assert_eq!(rig.buffer.used_bytes(), 0);
+    rig.ledger.assert_exactly_once();
+}
+
+#[test]
+fn an_undeliverable_flush_result_leaves_its_waiters_to_shutdown() {
+    let config = WorkerConfig {
+        notify_retry_limit: 2,
+        ..Default::default()
+    };
+    let mut rig = Rig::new(1 << 20, config);
+    rig.write("w1", 10);
+    let flush = rig.send("flush", Request::Flush { region_id: R1 });
+    rig.inbox.full_next.store(usize::MAX, Ordering::Relaxed);
+    rig.run_jobs();
+    assert_eq!(rig.events.count("notify_gave_up"), 1);
+    assert_eq!(rig.buffer.flushes_running(), 0);
+    // The worker never heard back: the region still looks flushing and the
+    // data stays in its memtable (nothing is lost, nothing is freed).
+    rig.ledger.assert_waiting(flush);
+    assert_eq!(rig.worker.regions[&R1].version.memtable_rows().count(), 10);
+
+    rig.worker.shutdown();
+    rig.expect_err(flush, ErrorKind::RegionClosed);
+    assert_eq!((rig.buffer.used_bytes(), rig.buffer.active_bytes()), (0, 0));
+    rig.ledger.assert_exactly_once();
+}
+
+/// A worker holding a flush waiter, a stalled write and an alter queued
+/// behind the flush.
+fn worker_with_waiters() -> (Rig, [Ticket; 3]) {
+    let row_bytes = crate::memtable::ROW_OVERHEAD_BYTES + "cpu".len();
+    let mut rig = Rig::new(10 * row_bytes, WorkerConfig::default());
+    rig.write("fills the buffer", 10);
+    // The engine-full rule already froze the region for a flush.
+    assert!(rig.worker.scheduler.is_flush_requested(R1));
+    let stalled = rig.write("stalled", 1);
+    let alter = rig.send(
+        "alter",
+        Request::Alter {
+            region_id: R1,
+            schema_version: 2,
+        },
+    );
+    let flush = rig.send("flush", Request::Flush { region_id: R1 });
+    assert_eq!(rig.worker.stalled_writes(), 1);
+    assert_eq!(rig.buffer.stalled_writes(), 1);
+    for ticket in [stalled, alter, flush] {
+        rig.ledger.assert_waiting(ticket);
+    }
+    (rig, [stalled, alter, flush])
+}
+
+#[test]
+fn shutdown_answers_every_waiter_and_a_late_result_finds_the_worker_closed() {
+    let (mut rig, waiters) = worker_with_waiters();
+    rig.worker.shutdown();
+    for ticket in waiters {
+        rig.expect_err(ticket, ErrorKind::RegionClosed);
+    }
+    assert_eq!(rig.buffer.stalled_writes(), 0);
+    assert!(rig.worker.regions.is_empty());
+    // The job still holds the frozen memtable until it ends.
+    assert!(rig.buffer.used_bytes() > 0);
+
+    rig.inbox.closed.store(true, Ordering::Relaxed);
+    rig.run_jobs();
+    assert_eq!(rig.events.count("notify_gave_up"), 1);
+    assert_eq!((rig.buffer.used_bytes(), rig.buffer.active_bytes()), (0, 0));
+    assert_eq!(rig.buffer.flushes_running(), 0);
+    assert_eq!(rig.buffer.accounting_violations(), 0);
+    rig.ledger.assert_exactly_once();
+}
+
+#[test]
+fn dropping_a_worker_answers_every_waiter_region_closed() {
+    let (rig, waiters) = worker_with_waiters();
+    let Rig {
+        worker,
+        mut ledger,
+        buffer,
+        ..
+    } = rig;
+    drop(worker);
+    for ticket in waiters {
+        match ledger.reply(ticket) {
+            Err(error) => assert_eq!(error.kind(), ErrorKind::RegionClosed, "{error}"),
+            Ok(output) => panic!("expected RegionClosed, got {output:?}"),
+        }
+    }
+    assert_eq!(buffer.stalled_writes(), 0);
+    ledger.assert_exactly_once();
+}

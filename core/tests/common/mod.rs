@@ -1,0 +1,220 @@
+//! Shared by the integration tests: the [`ReplyLedger`] and a [`Scenario`]
+//! that drives a [`LocalEngine`] in a temporary directory and tracks every
+//! request it sends in the ledger.
+
+// Each test crate uses a different part of this module.
+#![allow(dead_code)]
+
+pub mod ledger;
+
+use std::path::Path;
+
+#[allow(unused_imports)]
+pub use ledger::{ReplyLedger, ReplyState, Ticket};
+
+use flush_core::error::ErrorKind;
+use flush_core::ids::RegionId;
+use flush_core::local::LocalEngine;
+use flush_core::memtable::{RowValue, ROW_OVERHEAD_BYTES};
+use flush_core::request::{Output, Reply, Request};
+use flush_core::worker::{RegionView, WorkerConfig};
+
+pub const R1: RegionId = RegionId(1);
+pub const R2: RegionId = RegionId(2);
+pub const R3: RegionId = RegionId(3);
+
+/// Series names used by [`rows`] are `"{series}"`; a row costs this many
+/// buffer bytes.
+pub fn row_bytes(series: &str) -> usize {
+    ROW_OVERHEAD_BYTES + series.len()
+}
+
+/// `count` rows of one series with consecutive timestamps from `first_ts`.
+pub fn rows(series: &str, count: usize, first_ts: i64) -> Vec<RowValue> {
+    (0..count)
+        .map(|index| RowValue {
+            series: series.to_string(),
+            ts: first_ts + index as i64,
+            value: (first_ts + index as i64) as f64 * 0.5,
+        })
+        .collect()
+}
+
+/// The error kind of a reply, or the output.
+pub fn outcome(reply: &Reply) -> Result<Output, ErrorKind> {
+    match reply {
+        Ok(output) => Ok(output.clone()),
+        Err(error) => Err(error.kind()),
+    }
+}
+
+/// One engine, its temporary directory, and the ledger of every request
+/// sent through it.
+pub struct Scenario {
+    pub engine: LocalEngine,
+    pub ledger: ReplyLedger<Reply>,
+    dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    pub fn new(buffer_bytes: usize) -> Self {
+        Self::with_config(buffer_bytes, WorkerConfig::default())
+    }
+
+    pub fn with_config(buffer_bytes: usize, config: WorkerConfig) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        Scenario {
+            engine: LocalEngine::new(dir.path(), buffer_bytes, config),
+            ledger: ReplyLedger::new(),
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Hands `request` to the worker without running flush jobs.
+    pub fn submit(&mut self, label: impl Into<String>, request: Request) -> Ticket {
+        let receiver = self
+            .engine
+            .submit(request)
+            .expect("local ports complete without waiting");
+        self.ledger.track(label, receiver)
+    }
+
+    /// Creates `region_id` and checks it was created.
+    pub fn create(&mut self, region_id: RegionId) {
+        let ticket = self.submit(format!("create {region_id}"), Request::Create { region_id });
+        self.expect_ok(ticket);
+    }
+
+    pub fn write(
+        &mut self,
+        label: impl Into<String>,
+        region_id: RegionId,
+        rows: Vec<RowValue>,
+    ) -> Ticket {
+        self.submit(label, Request::Write { region_id, rows })
+    }
+
+    pub fn flush(&mut self, label: impl Into<String>, region_id: RegionId) -> Ticket {
+        self.submit(label, Request::Flush { region_id })
+    }
+
+    pub fn alter(
+        &mut self,
+        label: impl Into<String>,
+        region_id: RegionId,
+        schema_version: u64,
+    ) -> Ticket {
+        self.submit(
+            label,
+            Request::Alter {
+                region_id,
+                schema_version,
+            },
+        )
+    }
+
+    /// Runs the oldest queued flush job; false if none was queued.
+    pub fn run_one_job(&mut self) -> bool {
+        self.engine
+            .run_one_job()
+            .expect("local ports complete without waiting")
+    }
+
+    pub fn run_until_idle(&mut self) {
+        self.engine
+            .run_until_idle()
+            .expect("local ports complete without waiting");
+    }
+
+    pub fn queued_jobs(&self) -> usize {
+        self.engine.ports().jobs.len()
+    }
+
+    /// The reply of `ticket` as output or error kind; panics if it has none.
+    pub fn outcome(&mut self, ticket: Ticket) -> Result<Output, ErrorKind> {
+        outcome(self.ledger.reply(ticket))
+    }
+
+    pub fn expect_ok(&mut self, ticket: Ticket) -> Output {
+        let label = self.ledger.label(ticket).to_string();
+        match self.ledger.reply(ticket) {
+            Ok(output) => output.clone(),
+            Err(error) => panic!("{label}: expected Ok, got {error}"),
+        }
+    }
+
+    /// Entry id and first sequence of an acknowledged write.
+    pub fn expect_written(&mut self, ticket: Ticket) -> (u64, u64) {
+        let label = self.ledger.label(ticket).to_string();
+        match self.expect_ok(ticket) {
+            Output::Written {
+                entry_id,
+                first_sequence,
+                ..
+            } => (entry_id, first_sequence),
+            Output::Done => panic!("{label}: expected a write ack"),
+        }
+    }
+
+    pub fn expect_err(&mut self, ticket: Ticket, kind: ErrorKind) {
+        let label = self.ledger.label(ticket).to_string();
+        match self.ledger.reply(ticket) {
+            Err(error) if error.kind() == kind => {}
+            other => panic!("{label}: expected {}, got {other:?}", kind.as_str()),
+        }
+    }
+
+    pub fn expect_waiting(&mut self, ticket: Ticket) {
+        self.ledger.assert_waiting(ticket);
+    }
+
+    pub fn view(&self, region_id: RegionId) -> RegionView {
+        self.engine
+            .worker()
+            .inspect()
+            .regions
+            .get(&region_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{region_id} is not open"))
+    }
+
+    /// `(used, active)` bytes of the write buffer.
+    pub fn buffer_bytes(&self) -> (usize, usize) {
+        let buffer = self.engine.buffer();
+        (buffer.used_bytes(), buffer.active_bytes())
+    }
+
+    /// The buffer counts exactly what the worker's memtables hold: used is
+    /// every memtable byte, active every mutable byte. Holds whenever no
+    /// flush job keeps a memtable of a region that went away.
+    pub fn assert_accounting_balanced(&self) {
+        let view = self.engine.worker().inspect();
+        let mutable: usize = view.regions.values().map(|r| r.mutable_bytes).sum();
+        let immutable: usize = view.regions.values().map(|r| r.immutable_bytes).sum();
+        assert_eq!(
+            self.buffer_bytes(),
+            (mutable + immutable, mutable),
+            "buffer (used, active) must equal (all memtable bytes, mutable bytes)"
+        );
+        assert_eq!(self.engine.buffer().accounting_violations(), 0);
+    }
+
+    /// Runs every job left, then checks exactly-once replies and balanced
+    /// accounting.
+    pub fn finish(self) {
+        self.finish_expecting_lost(&[]);
+    }
+
+    /// Like [`Self::finish`], but the requests in `lost` must have lost
+    /// their reply (a planted bug).
+    pub fn finish_expecting_lost(mut self, lost: &[Ticket]) {
+        self.run_until_idle();
+        assert_eq!(self.engine.buffer().flushes_running(), 0);
+        self.assert_accounting_balanced();
+        self.ledger.assert_exactly_once_except(lost);
+    }
+}

@@ -34,6 +34,8 @@ impl RegionWorker {
         if let Err(source) = self.env.ports.wal.purge(region_id).await {
             return Self::reply_err(request, RequestError::Wal { region_id, source });
         }
+        // SSTs a dropped incarnation's late flush left behind.
+        self.delete_region_files(region_id).await;
         match manifests.create(manifest).await {
             Ok(manifest) => {
                 let region =

@@ -1,0 +1,454 @@
+//! The actors that drive the engine: workload clients, the fault injector
+//! and the periodic ticker. Every request goes through a [`Requester`],
+//! which records it and its reply in the ledger and the trace.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flush_core::error::{ErrorKind, RequestError};
+use flush_core::ids::{RegionId, RequestId};
+use flush_core::memtable::RowValue;
+use flush_core::request::{ClientRequest, Reply, Request, Responder};
+use futures::channel::{mpsc, oneshot};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::ledger::{Origin, Outcome};
+use crate::plan::{FaultClass, Workload};
+use crate::world::notifier::WorkerRouter;
+use crate::world::{sleep, DuringFlush, World};
+
+/// Issues requests to the workers and records what comes back.
+#[derive(Clone)]
+pub struct Requester {
+    world: Arc<World>,
+    router: Arc<WorkerRouter>,
+}
+
+impl Requester {
+    pub fn new(world: Arc<World>, router: Arc<WorkerRouter>) -> Self {
+        Requester { world, router }
+    }
+
+    /// Sends `request` and waits for its reply.
+    pub async fn call(&self, origin: Origin, request: Request) -> Outcome {
+        let (id, receiver) = self.send(origin, request);
+        self.await_reply(id, receiver).await
+    }
+
+    /// Writes rows `(series, ts)`; each row's value is its ledger row id.
+    pub async fn write(
+        &self,
+        origin: Origin,
+        region_id: RegionId,
+        rows: Vec<(String, i64)>,
+    ) -> Outcome {
+        let now_us = self.world.now_us();
+        let (id, request) = self.world.with(|state| {
+            let first_row_id = state.ledger.peek_next_row_id();
+            let rows: Vec<RowValue> = rows
+                .into_iter()
+                .enumerate()
+                .map(|(index, (series, ts))| RowValue {
+                    series,
+                    ts,
+                    value: (first_row_id + index as u64) as f64,
+                })
+                .collect();
+            let request = Request::Write { region_id, rows };
+            let step = state.trace.next_step();
+            let id = state.ledger.issue(origin, &request, step, now_us);
+            state
+                .trace
+                .record(now_us, "request", describe_request(id, origin, &request));
+            (id, request)
+        });
+        let receiver = self.deliver(id, request);
+        self.await_reply(id, receiver).await
+    }
+
+    fn send(&self, origin: Origin, request: Request) -> (RequestId, oneshot::Receiver<Reply>) {
+        let now_us = self.world.now_us();
+        let id = self.world.with(|state| {
+            let step = state.trace.next_step();
+            let id = state.ledger.issue(origin, &request, step, now_us);
+            state
+                .trace
+                .record(now_us, "request", describe_request(id, origin, &request));
+            id
+        });
+        (id, self.deliver(id, request))
+    }
+
+    fn deliver(&self, id: RequestId, request: Request) -> oneshot::Receiver<Reply> {
+        let (responder, receiver) = Responder::new(id);
+        if let Err(refused) = self
+            .router
+            .send_client(ClientRequest { request, responder })
+        {
+            // The engine is gone; the simulation answers for it.
+            let region_id = refused.request.region_id();
+            refused
+                .responder
+                .send(Err(RequestError::WorkerStopped { region_id }));
+        }
+        receiver
+    }
+
+    async fn await_reply(&self, id: RequestId, receiver: oneshot::Receiver<Reply>) -> Outcome {
+        let reply = receiver.await.ok();
+        let now_us = self.world.now_us();
+        self.world.with(|state| {
+            let step = state.trace.next_step();
+            state.ledger.reply(id, reply.as_ref(), step, now_us);
+            let outcome = state
+                .ledger
+                .get(id)
+                .map_or(Outcome::Pending, |entry| entry.outcome.clone());
+            state
+                .trace
+                .record(now_us, "reply", format!("{} {}", id.0, outcome.describe()));
+            outcome
+        })
+    }
+}
+
+fn describe_request(id: RequestId, origin: Origin, request: &Request) -> String {
+    let detail = match request {
+        Request::Write { rows, .. } => format!(" rows={}", rows.len()),
+        Request::Alter { schema_version, .. } => format!(" schema={schema_version}"),
+        _ => String::new(),
+    };
+    format!(
+        "{} {origin:?} {} {}{detail}",
+        id.0,
+        request.kind(),
+        request.region_id()
+    )
+}
+
+/// What a client believes about a region, from the replies it saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Belief {
+    Usable,
+    /// Closed, dropped or never created: open it, or create it again.
+    Missing,
+    /// Downgraded: close and reopen it to write again.
+    ReadOnly,
+}
+
+/// Builds a request for a region, given a fresh schema version.
+type MakeRequest = fn(RegionId, u64) -> Request;
+
+type InFlight = FuturesUnordered<BoxFuture<'static, (RegionId, &'static str, Outcome)>>;
+
+/// A workload client: writes with a few other requests mixed in, several in
+/// flight at once, and the recovery a real client would do (re-open or
+/// re-create a region it lost, reopen a downgraded one).
+pub struct Client {
+    index: u32,
+    world: Arc<World>,
+    requester: Requester,
+    rng: ChaCha8Rng,
+    workload: Workload,
+    regions: Vec<RegionId>,
+    stop: Arc<AtomicBool>,
+    running: Arc<AtomicUsize>,
+    beliefs: BTreeMap<RegionId, Belief>,
+}
+
+impl Client {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        index: u32,
+        world: Arc<World>,
+        requester: Requester,
+        rng: ChaCha8Rng,
+        workload: Workload,
+        regions: Vec<RegionId>,
+        stop: Arc<AtomicBool>,
+        running: Arc<AtomicUsize>,
+    ) -> Self {
+        running.fetch_add(1, Ordering::Relaxed);
+        Client {
+            index,
+            world,
+            requester,
+            rng,
+            workload,
+            regions,
+            stop,
+            running,
+            beliefs: BTreeMap::new(),
+        }
+    }
+
+    fn origin(&self) -> Origin {
+        Origin::Client(self.index)
+    }
+
+    pub async fn run(mut self) {
+        let mut in_flight = InFlight::new();
+        for _ in 0..self.workload.writes_per_client {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let think_ms = self.rng.gen_range(0..=self.workload.think_ms_max);
+            sleep(Duration::from_millis(think_ms)).await;
+            while let Some(Some(done)) = in_flight.next().now_or_never() {
+                self.observe(done);
+            }
+            while in_flight.len() >= self.workload.max_in_flight.max(1) as usize {
+                if let Some(done) = in_flight.next().await {
+                    self.observe(done);
+                }
+            }
+            let region_id = self.pick_region();
+            self.recover(region_id).await;
+            in_flight.push(self.write(region_id));
+            for request in self.mixed_requests() {
+                in_flight.push(self.issue(request));
+            }
+        }
+        while let Some(done) = in_flight.next().await {
+            self.observe(done);
+        }
+        self.running.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn pick_region(&mut self) -> RegionId {
+        let index = self.rng.gen_range(0..self.regions.len().max(1));
+        self.regions.get(index).copied().unwrap_or(RegionId(1))
+    }
+
+    fn write(
+        &mut self,
+        region_id: RegionId,
+    ) -> BoxFuture<'static, (RegionId, &'static str, Outcome)> {
+        let count = self
+            .rng
+            .gen_range(self.workload.rows_per_write_min..=self.workload.rows_per_write_max.max(1));
+        let ts = self.world.now_ms() as i64;
+        let rows: Vec<(String, i64)> = (0..count.max(1))
+            .map(|i| {
+                let series = self.rng.gen_range(0..self.workload.series.max(1));
+                (format!("host-{series}"), ts + i64::from(i))
+            })
+            .collect();
+        let requester = self.requester.clone();
+        let origin = self.origin();
+        async move {
+            (
+                region_id,
+                "write",
+                requester.write(origin, region_id, rows).await,
+            )
+        }
+        .boxed()
+    }
+
+    fn issue(&self, request: Request) -> BoxFuture<'static, (RegionId, &'static str, Outcome)> {
+        let requester = self.requester.clone();
+        let origin = self.origin();
+        let region_id = request.region_id();
+        let kind = request.kind();
+        async move { (region_id, kind, requester.call(origin, request).await) }.boxed()
+    }
+
+    /// The non-write requests that follow this write, per the mix.
+    fn mixed_requests(&mut self) -> Vec<Request> {
+        let mix = self.workload.mix.clone();
+        let kinds: [(u32, MakeRequest); 6] = [
+            (mix.flush, |region_id, _| Request::Flush { region_id }),
+            (mix.alter, |region_id, schema_version| Request::Alter {
+                region_id,
+                schema_version,
+            }),
+            (mix.truncate, |region_id, _| Request::Truncate { region_id }),
+            (mix.drop, |region_id, _| Request::Drop { region_id }),
+            (mix.close, |region_id, _| Request::Close { region_id }),
+            (mix.downgrade, |region_id, _| Request::Downgrade {
+                region_id,
+            }),
+        ];
+        let mut requests = Vec::new();
+        for (per_mille, make) in kinds {
+            if self.rng.gen_range(0..1000) < per_mille {
+                let region_id = self.pick_region();
+                let schema_version = self.world.with(|state| state.next_schema_version());
+                requests.push(make(region_id, schema_version));
+            }
+        }
+        requests
+    }
+
+    fn observe(&mut self, (region_id, kind, outcome): (RegionId, &'static str, Outcome)) {
+        let belief = match (&outcome, kind) {
+            (Outcome::Err { kind, .. }, _) => match kind {
+                ErrorKind::RegionNotFound | ErrorKind::RegionDropped | ErrorKind::RegionClosed => {
+                    Belief::Missing
+                }
+                ErrorKind::RegionReadOnly => Belief::ReadOnly,
+                _ => return,
+            },
+            (Outcome::Ok(_), "drop" | "close") => Belief::Missing,
+            (Outcome::Ok(_), "downgrade") => Belief::ReadOnly,
+            (Outcome::Ok(_), "open" | "create") => Belief::Usable,
+            _ => return,
+        };
+        self.beliefs.insert(region_id, belief);
+    }
+
+    /// Brings a region the client believes lost back, one request at a time.
+    async fn recover(&mut self, region_id: RegionId) {
+        let belief = self
+            .beliefs
+            .get(&region_id)
+            .copied()
+            .unwrap_or(Belief::Usable);
+        let origin = self.origin();
+        match belief {
+            Belief::Usable => {}
+            Belief::ReadOnly => {
+                let closed = self
+                    .requester
+                    .call(origin, Request::Close { region_id })
+                    .await;
+                self.observe((region_id, "close", closed));
+                let opened = self
+                    .requester
+                    .call(origin, Request::Open { region_id })
+                    .await;
+                self.observe((region_id, "open", opened));
+            }
+            Belief::Missing => {
+                let opened = self
+                    .requester
+                    .call(origin, Request::Open { region_id })
+                    .await;
+                let not_found = matches!(
+                    opened,
+                    Outcome::Err {
+                        kind: ErrorKind::RegionNotFound,
+                        ..
+                    }
+                );
+                self.observe((region_id, "open", opened));
+                if not_found {
+                    let created = self
+                        .requester
+                        .call(origin, Request::Create { region_id })
+                        .await;
+                    self.observe((region_id, "create", created));
+                }
+            }
+        }
+    }
+}
+
+/// Region faults: drops, closes and truncates at random moments (half the
+/// time aimed at a region whose flush is running), and the DDLs the object
+/// store asks for while a flush writes.
+pub struct Injector {
+    world: Arc<World>,
+    requester: Requester,
+    regions: Vec<RegionId>,
+    stop: Arc<AtomicBool>,
+    tick_ms: u64,
+}
+
+impl Injector {
+    pub fn new(
+        world: Arc<World>,
+        requester: Requester,
+        regions: Vec<RegionId>,
+        stop: Arc<AtomicBool>,
+        tick_ms: u64,
+    ) -> Self {
+        Injector {
+            world,
+            requester,
+            regions,
+            stop,
+            tick_ms,
+        }
+    }
+
+    pub async fn run_region_faults(self) {
+        const CLASSES: [FaultClass; 3] = [
+            FaultClass::RegionDrop,
+            FaultClass::RegionClose,
+            FaultClass::RegionTruncate,
+        ];
+        while !self.stop.load(Ordering::Relaxed) {
+            sleep(Duration::from_millis(self.tick_ms.max(1))).await;
+            for class in CLASSES {
+                if !self.world.class_active(class) {
+                    continue;
+                }
+                let region_id = self.pick_region();
+                if !self.world.inject(class, Some(region_id), "injector") {
+                    continue;
+                }
+                let request = match class {
+                    FaultClass::RegionDrop => Request::Drop { region_id },
+                    FaultClass::RegionClose => Request::Close { region_id },
+                    _ => Request::Truncate { region_id },
+                };
+                self.spawn_request(request);
+            }
+        }
+    }
+
+    /// Sends the DDLs asked for during flushes until the queue closes.
+    pub async fn run_during_flush(self, mut asks: mpsc::UnboundedReceiver<DuringFlush>) {
+        while let Some(DuringFlush { class, region_id }) = asks.next().await {
+            if self.stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            let request = match class {
+                FaultClass::DowngradeDuringFlush => Request::Downgrade { region_id },
+                _ => Request::Alter {
+                    region_id,
+                    schema_version: self.world.with(|state| state.next_schema_version()),
+                },
+            };
+            self.spawn_request(request);
+        }
+    }
+
+    fn spawn_request(&self, request: Request) {
+        let requester = self.requester.clone();
+        drop(madsim::task::spawn(async move {
+            requester.call(Origin::Injector, request).await;
+        }));
+    }
+
+    fn pick_region(&self) -> RegionId {
+        self.world.with(|state| {
+            let flushing = state.flushing_regions();
+            let aim_at_flush = !flushing.is_empty() && state.rng().gen_bool(0.5);
+            let pool = if aim_at_flush {
+                &flushing
+            } else {
+                &self.regions
+            };
+            let index = state.rng().gen_range(0..pool.len().max(1));
+            pool.get(index).copied().unwrap_or(RegionId(1))
+        })
+    }
+}
+
+/// Sends `Tick` to every worker every `tick_ms` until `stop` (mito2's
+/// periodic flush check).
+pub async fn run_ticker(router: Arc<WorkerRouter>, tick_ms: u64, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        sleep(Duration::from_millis(tick_ms.max(1))).await;
+        router.send_to_all(|| flush_core::request::WorkerRequest::Tick);
+    }
+}

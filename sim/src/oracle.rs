@@ -1,0 +1,1011 @@
+//! The oracles: named checks of DESIGN §4, each with one job and a message
+//! saying what was expected and what was seen.
+//!
+//! Some checks look at the run while it goes ([`Sampler`], the manifest
+//! store, the event sink: they record violations in the world); all of them
+//! look at the end state ([`Observations`]) and the ledger. Rows are read
+//! back from the Parquet SSTs with the core's own reader.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use flush_core::buffer::WriteBufferManager;
+use flush_core::error::ErrorKind;
+use flush_core::flush::FlushStatusView;
+use flush_core::ids::{sst_path, RegionId};
+use flush_core::memtable::Row;
+use flush_core::request::Output;
+use flush_core::worker::WorkerView;
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{LedgerEntry, Origin, Outcome};
+use crate::plan::FaultClass;
+use crate::world::manifests::{ManifestRecord, ManifestSlot};
+use crate::world::objects::region_of_path;
+use crate::world::wal::RegionLog;
+use crate::world::{FaultLog, Violations, World, WorldState};
+
+pub const EXACTLY_ONCE_REPLY: &str = "exactly_once_reply";
+pub const REPLY_KIND: &str = "reply_kind";
+pub const BUFFER_ACCOUNTING: &str = "buffer_accounting";
+pub const SCHEDULER_STATE: &str = "scheduler_state";
+pub const NO_LOST_ROWS: &str = "no_lost_rows";
+pub const MANIFEST_CONSISTENCY: &str = "manifest_consistency";
+pub const MONOTONIC_FLUSH_MARKS: &str = "monotonic_flush_marks";
+pub const LIVENESS: &str = "liveness";
+pub const FAULT_COVERAGE: &str = "fault_coverage";
+/// Not a DESIGN check: a panic anywhere in the run.
+pub const NO_PANIC: &str = "no_panic";
+
+/// The per-run checks, in report order.
+pub const RUN_CHECKS: &[&str] = &[
+    EXACTLY_ONCE_REPLY,
+    REPLY_KIND,
+    BUFFER_ACCOUNTING,
+    SCHEDULER_STATE,
+    NO_LOST_ROWS,
+    MANIFEST_CONSISTENCY,
+    MONOTONIC_FLUSH_MARKS,
+    LIVENESS,
+];
+
+/// Problems listed in full in one message.
+const PROBLEMS_SHOWN: usize = 3;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    pub message: String,
+}
+
+impl CheckResult {
+    pub fn pass(name: &str, message: impl Into<String>) -> Self {
+        CheckResult {
+            name: name.to_string(),
+            passed: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn fail(name: &str, message: impl Into<String>) -> Self {
+        CheckResult {
+            name: name.to_string(),
+            passed: false,
+            message: message.into(),
+        }
+    }
+
+    /// Passes with `ok` if `problems` (plus the violations seen during the
+    /// run) is empty; otherwise fails listing the first few.
+    fn from_problems(
+        name: &str,
+        ok: String,
+        runtime: (u64, &[String]),
+        problems: Vec<String>,
+    ) -> Self {
+        let (runtime_count, runtime_messages) = runtime;
+        let total = problems.len() as u64 + runtime_count;
+        if total == 0 {
+            return CheckResult::pass(name, ok);
+        }
+        let mut message = format!("{name}: ");
+        let shown: Vec<&String> = runtime_messages
+            .iter()
+            .chain(problems.iter())
+            .take(PROBLEMS_SHOWN)
+            .collect();
+        for (index, problem) in shown.iter().enumerate() {
+            if index > 0 {
+                message.push_str("; ");
+            }
+            message.push_str(problem);
+        }
+        if total > shown.len() as u64 {
+            let _ = write!(message, " (and {} more)", total - shown.len() as u64);
+        }
+        CheckResult::fail(name, message)
+    }
+}
+
+/// Buffer counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BufferReading {
+    pub used_bytes: usize,
+    pub active_bytes: usize,
+    pub accounting_violations: u64,
+    pub flushes_running: usize,
+    pub stalled_writes: usize,
+}
+
+impl BufferReading {
+    pub fn of(buffer: &WriteBufferManager) -> Self {
+        BufferReading {
+            used_bytes: buffer.used_bytes(),
+            active_bytes: buffer.active_bytes(),
+            accounting_violations: buffer.accounting_violations(),
+            flushes_running: buffer.flushes_running(),
+            stalled_writes: buffer.stalled_writes(),
+        }
+    }
+}
+
+/// What the liveness phase ended with.
+#[derive(Clone, Debug, Default)]
+pub struct LivenessObservation {
+    pub budget_ms: u64,
+    /// Requests without a reply when the budget ran out, described.
+    pub pending: Vec<String>,
+    pub clients_running: usize,
+    /// Stalled writes per the workers, if they could be inspected.
+    pub stalled_writes: Option<usize>,
+}
+
+/// The end state of a run, gathered after the liveness phase.
+#[derive(Clone, Debug, Default)]
+pub struct Observations {
+    pub regions: Vec<RegionId>,
+    pub liveness: LivenessObservation,
+    /// `None` when a worker could not be inspected (stuck in a request).
+    pub views: Option<Vec<WorkerView>>,
+    pub memtable_rows: BTreeMap<RegionId, Vec<Row>>,
+    pub manifests: BTreeMap<RegionId, ManifestSlot>,
+    /// Every manifest change with its trace step.
+    pub manifest_history: Vec<ManifestRecord>,
+    pub objects: BTreeMap<String, Bytes>,
+    pub wal: BTreeMap<RegionId, RegionLog>,
+    /// No flush job ran and no request was pending when `views` were taken.
+    pub quiescent: bool,
+    pub buffer_at_views: BufferReading,
+    /// After the workers stopped and dropped their regions.
+    pub buffer_after_teardown: Option<BufferReading>,
+    /// Trace step at which the engine began to shut down.
+    pub shutdown_step: u64,
+}
+
+/// Numbers the oracles computed that the report shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OracleStats {
+    pub orphans: u64,
+    pub rows_checked: u64,
+    pub ssts_read: u64,
+}
+
+/// Invariants sampled between requests while the run goes.
+#[derive(Debug, Default)]
+pub struct Sampler {
+    /// Last flush marks seen per (region, incarnation).
+    marks: BTreeMap<(RegionId, u64), (u64, u64)>,
+}
+
+impl Sampler {
+    /// Checks one worker's view; `incarnation` must be read while the
+    /// worker is held, so view and incarnation belong together.
+    pub fn check_view(
+        &mut self,
+        world: &World,
+        view: &WorkerView,
+        incarnation: impl Fn(RegionId) -> u64,
+    ) {
+        {
+            for (region_id, status) in statuses(view) {
+                if let Some(problem) = status_problem(region_id, &status) {
+                    world.violation(SCHEDULER_STATE, problem);
+                }
+            }
+            for (region_id, region) in &view.regions {
+                let key = (*region_id, incarnation(*region_id));
+                let now = (region.flushed_entry_id, region.flushed_sequence);
+                if let Some(before) = self.marks.insert(key, now) {
+                    if now.0 < before.0 || now.1 < before.1 {
+                        world.violation(
+                            MONOTONIC_FLUSH_MARKS,
+                            format!(
+                                "{region_id} in worker {}: expected flushed entry/sequence >= {}/{}, saw {}/{}",
+                                view.worker_id, before.0, before.1, now.0, now.1
+                            ),
+                        );
+                    }
+                }
+                if region.flushed_entry_id > region.last_entry_id {
+                    world.violation(
+                        MONOTONIC_FLUSH_MARKS,
+                        format!(
+                            "{region_id}: expected flushed entry id <= last entry id {}, saw {}",
+                            region.last_entry_id, region.flushed_entry_id
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stalled writes must be retried once memory allows: a worker holding
+    /// stalled writes while the buffer no longer stalls, with every release
+    /// of memory already handled, forgot to retry them.
+    pub fn check_stalls(
+        &self,
+        world: &World,
+        view: &WorkerView,
+        memory_freed_queued: bool,
+        buffer: &WriteBufferManager,
+    ) {
+        if view.stalled_writes > 0 && !memory_freed_queued && !buffer.should_stall() {
+            world.violation(
+                LIVENESS,
+                format!(
+                    "worker {}: expected stalled writes retried once memory was freed, saw {} still stalled \
+                     with used {} below the {} limit",
+                    view.worker_id,
+                    view.stalled_writes,
+                    buffer.used_bytes(),
+                    buffer.global_size_bytes()
+                ),
+            );
+        }
+    }
+
+    pub fn check_buffer(&self, world: &World, buffer: &WriteBufferManager) {
+        let reading = BufferReading::of(buffer);
+        if reading.active_bytes > reading.used_bytes {
+            world.violation(
+                BUFFER_ACCOUNTING,
+                format!(
+                    "expected active <= used, saw active {} > used {}",
+                    reading.active_bytes, reading.used_bytes
+                ),
+            );
+        }
+    }
+}
+
+/// Every flush status a worker holds, open region or not.
+fn statuses(view: &WorkerView) -> Vec<(RegionId, FlushStatusView)> {
+    view.regions
+        .iter()
+        .filter_map(|(id, region)| region.flush.map(|status| (*id, status)))
+        .chain(
+            view.orphan_statuses
+                .iter()
+                .map(|(id, status)| (*id, *status)),
+        )
+        .collect()
+}
+
+fn status_problem(region_id: RegionId, status: &FlushStatusView) -> Option<String> {
+    if status.running_epoch.is_none() && !status.pending_task {
+        return Some(format!(
+            "{region_id}: expected a flush status to be flushing or to have a pending task, \
+             saw neither ({} ddls, {} writes waiting)",
+            status.pending_ddls, status.pending_writes
+        ));
+    }
+    None
+}
+
+/// Runs every per-run check.
+pub fn check_run(observed: &Observations, state: &WorldState) -> (Vec<CheckResult>, OracleStats) {
+    let ledger_entries: Vec<&LedgerEntry> = state.ledger.entries().collect();
+    let decoded = decode_listed_ssts(observed);
+    let mut stats = OracleStats {
+        ssts_read: decoded.len() as u64,
+        ..OracleStats::default()
+    };
+    let violations = &state.violations;
+    let (manifest_check, orphans) = manifest_consistency(observed, &decoded, violations);
+    stats.orphans = orphans;
+    let (rows_check, rows_checked) = no_lost_rows(observed, &decoded, &ledger_entries, violations);
+    stats.rows_checked = rows_checked;
+    let checks = vec![
+        exactly_once_reply(&ledger_entries, violations),
+        reply_kind(
+            &ledger_entries,
+            &state.faults,
+            &observed.manifest_history,
+            observed.shutdown_step,
+            violations,
+        ),
+        buffer_accounting(observed, violations),
+        scheduler_state(observed, violations),
+        rows_check,
+        manifest_check,
+        monotonic_flush_marks(observed, violations),
+        liveness(observed, violations),
+    ];
+    (checks, stats)
+}
+
+fn exactly_once_reply(entries: &[&LedgerEntry], violations: &Violations) -> CheckResult {
+    let mut problems = Vec::new();
+    for entry in entries {
+        if matches!(entry.outcome, Outcome::Lost) {
+            problems.push(format!(
+                "{} got 0 replies (its reply sender was dropped), expected 1",
+                entry.describe()
+            ));
+        } else if entry.replies > 1 {
+            problems.push(format!(
+                "{} got {} replies, expected 1",
+                entry.describe(),
+                entry.replies
+            ));
+        }
+    }
+    CheckResult::from_problems(
+        EXACTLY_ONCE_REPLY,
+        format!("{} requests, none lost or answered twice", entries.len()),
+        violations.of(EXACTLY_ONCE_REPLY),
+        problems,
+    )
+}
+
+/// What may legitimately cause an error of some kind.
+enum Cause {
+    Always,
+    Never,
+    /// A request of one of these kinds on the same region, issued by then.
+    Requests(&'static [&'static str]),
+    /// An injected fault of one of these classes (on the region, or on no
+    /// particular region), by then.
+    Faults(&'static [FaultClass]),
+    Either(&'static [&'static str], &'static [FaultClass]),
+    /// Only while the engine shuts down.
+    Shutdown,
+    /// Special rule for `RegionNotFound`.
+    NotOpen,
+}
+
+const LIFECYCLE: &[&str] = &[
+    "create",
+    "open",
+    "close",
+    "drop",
+    "truncate",
+    "downgrade",
+    "alter",
+];
+const FLUSH_FAULTS: &[FaultClass] = &[
+    FaultClass::SstWriteError,
+    FaultClass::SstPartialObject,
+    FaultClass::ManifestFailure,
+];
+
+fn cause_of(kind: ErrorKind) -> Cause {
+    match kind {
+        ErrorKind::RegionDropped => Cause::Requests(&["drop"]),
+        ErrorKind::RegionClosed => Cause::Requests(&["close"]),
+        ErrorKind::RegionTruncated => Cause::Requests(&["truncate"]),
+        ErrorKind::RegionReadOnly => Cause::Requests(&["downgrade"]),
+        ErrorKind::RegionNotFound => Cause::NotOpen,
+        ErrorKind::RegionExists | ErrorKind::WriteStallFull => Cause::Always,
+        ErrorKind::FlushFailed => Cause::Either(LIFECYCLE, FLUSH_FAULTS),
+        ErrorKind::JobRejected => Cause::Faults(&[FaultClass::JobRejection]),
+        ErrorKind::FreezeFailed => Cause::Faults(&[FaultClass::FreezeFailure]),
+        ErrorKind::Manifest => Cause::Either(LIFECYCLE, &[FaultClass::ManifestFailure]),
+        ErrorKind::ObjectStore | ErrorKind::Sst => {
+            Cause::Faults(&[FaultClass::SstWriteError, FaultClass::SstPartialObject])
+        }
+        ErrorKind::WorkerStopped => Cause::Shutdown,
+        ErrorKind::Wal | ErrorKind::InvalidRequest => Cause::Never,
+    }
+}
+
+/// `reply_kind` also holds Ok replies to their promise: a manual flush
+/// answered Ok means every write acknowledged before it was sent is in the
+/// manifest (its flushed sequence covers them) by the time of the answer.
+fn reply_kind(
+    entries: &[&LedgerEntry],
+    faults: &FaultLog,
+    history: &[ManifestRecord],
+    shutdown_step: u64,
+    violations: &Violations,
+) -> CheckResult {
+    let mut by_region: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
+    for entry in entries {
+        by_region.entry(entry.region_id).or_default().push(entry);
+    }
+    let mut problems = Vec::new();
+    let mut errors = 0;
+    for entry in entries {
+        let Outcome::Err { kind, message } = &entry.outcome else {
+            continue;
+        };
+        errors += 1;
+        let Some(replied) = entry.replied_step else {
+            continue;
+        };
+        if entry.origin == Origin::Final || replied >= shutdown_step {
+            continue;
+        }
+        let region = by_region
+            .get(&entry.region_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let requested = |kinds: &[&str]| {
+            region.iter().any(|other| {
+                other.id != entry.id && kinds.contains(&other.kind) && other.issued_step <= replied
+            })
+        };
+        let injected =
+            |classes: &[FaultClass]| faults.any_before(classes, entry.region_id, replied);
+        let explained = match cause_of(*kind) {
+            Cause::Always => true,
+            Cause::Never | Cause::Shutdown => false,
+            Cause::Requests(kinds) => requested(kinds),
+            Cause::Faults(classes) => injected(classes),
+            Cause::Either(kinds, classes) => requested(kinds) || injected(classes),
+            Cause::NotOpen => not_found_explained(entry, region),
+        };
+        if !explained {
+            problems.push(format!(
+                "{} got {} ({message}), expected a cause for it before the reply, saw none",
+                entry.describe(),
+                kind.as_str()
+            ));
+        }
+    }
+    let flushes = flush_promises(&by_region, history, &mut problems);
+    CheckResult::from_problems(
+        REPLY_KIND,
+        format!("{errors} error replies, each with a cause; {flushes} flushes kept their promise"),
+        violations.of(REPLY_KIND),
+        problems,
+    )
+}
+
+/// Checks every Ok manual flush against the manifest history; returns how
+/// many were checked.
+fn flush_promises(
+    by_region: &BTreeMap<RegionId, Vec<&LedgerEntry>>,
+    history: &[ManifestRecord],
+    problems: &mut Vec<String>,
+) -> usize {
+    let mut checked = 0;
+    for (region_id, region) in by_region {
+        let records: Vec<&ManifestRecord> = history
+            .iter()
+            .filter(|r| r.region_id == *region_id)
+            .collect();
+        for flush in region
+            .iter()
+            .filter(|e| e.kind == "flush" && e.outcome.is_ok())
+        {
+            let Some(replied) = flush.replied_step else {
+                continue;
+            };
+            // The manifest as it stood when the answer was seen.
+            let Some(at_reply) = records.iter().rev().find(|r| r.step <= replied) else {
+                continue;
+            };
+            if at_reply.dropped {
+                continue;
+            }
+            // Writes of that incarnation: issued after it was created.
+            let Some(created) = records
+                .iter()
+                .find(|r| r.incarnation == at_reply.incarnation)
+                .map(|r| r.step)
+            else {
+                continue;
+            };
+            let covered = region
+                .iter()
+                .filter(|w| {
+                    w.issued_step > created && w.replied_step.is_some_and(|s| s < flush.issued_step)
+                })
+                .filter_map(|w| match w.outcome {
+                    Outcome::Ok(Output::Written {
+                        first_sequence,
+                        rows,
+                        ..
+                    }) => Some((first_sequence + rows.saturating_sub(1), w)),
+                    _ => None,
+                })
+                .max_by_key(|(sequence, _)| *sequence);
+            checked += 1;
+            if let Some((sequence, write)) = covered {
+                if at_reply.flushed_sequence < sequence {
+                    problems.push(format!(
+                        "{} answered ok: expected the manifest to cover sequence {sequence} of {} \
+                         acknowledged before it, saw flushed sequence {}",
+                        flush.describe(),
+                        write.describe(),
+                        at_reply.flushed_sequence
+                    ));
+                }
+            }
+        }
+    }
+    checked
+}
+
+/// `RegionNotFound` is wrong only when the region was certainly open: a
+/// create or open had succeeded before the request was sent, and no close
+/// or drop could have come in between.
+fn not_found_explained(entry: &LedgerEntry, region: &[&LedgerEntry]) -> bool {
+    let last_opened = region
+        .iter()
+        .filter(|other| matches!(other.kind, "create" | "open") && other.outcome.is_ok())
+        .filter(|other| {
+            other
+                .replied_step
+                .is_some_and(|step| step < entry.issued_step)
+        })
+        .map(|other| other.issued_step)
+        .max();
+    let Some(opened_issued) = last_opened else {
+        return true;
+    };
+    let replied = entry.replied_step.unwrap_or(u64::MAX);
+    region.iter().any(|other| {
+        matches!(other.kind, "close" | "drop")
+            && other.issued_step < replied
+            && other.settled_step().is_none_or(|step| step > opened_issued)
+    })
+}
+
+fn buffer_accounting(observed: &Observations, violations: &Violations) -> CheckResult {
+    let mut problems = Vec::new();
+    let at_views = observed.buffer_at_views;
+    if at_views.accounting_violations > 0 {
+        problems.push(format!(
+            "expected 0 underflowing frees, saw {}",
+            at_views.accounting_violations
+        ));
+    }
+    if let (true, Some(views)) = (observed.quiescent, &observed.views) {
+        let memtable_bytes: usize = views
+            .iter()
+            .flat_map(|view| view.regions.values())
+            .map(|region| region.mutable_bytes + region.immutable_bytes)
+            .sum();
+        if at_views.used_bytes != memtable_bytes {
+            problems.push(format!(
+                "at quiescence expected used == memtable bytes {memtable_bytes}, saw used {}",
+                at_views.used_bytes
+            ));
+        }
+    }
+    if let Some(after) = observed.buffer_after_teardown {
+        if after.used_bytes != 0 || after.active_bytes != 0 {
+            problems.push(format!(
+                "after every region was released expected used 0 and active 0, saw used {} and active {}",
+                after.used_bytes, after.active_bytes
+            ));
+        }
+        if after.accounting_violations > at_views.accounting_violations {
+            problems.push(format!(
+                "expected no underflowing frees at teardown, saw {}",
+                after.accounting_violations - at_views.accounting_violations
+            ));
+        }
+    }
+    CheckResult::from_problems(
+        BUFFER_ACCOUNTING,
+        format!(
+            "used {} B at quiescence matches the memtables; 0 after teardown",
+            at_views.used_bytes
+        ),
+        violations.of(BUFFER_ACCOUNTING),
+        problems,
+    )
+}
+
+fn scheduler_state(observed: &Observations, violations: &Violations) -> CheckResult {
+    let mut problems = Vec::new();
+    for view in observed.views.iter().flatten() {
+        for (region_id, status) in statuses(view) {
+            if let Some(problem) = status_problem(region_id, &status) {
+                problems.push(problem);
+            } else if observed.quiescent {
+                problems.push(format!(
+                    "{region_id}: expected no flush status once every flush job ended, saw {status:?}"
+                ));
+            }
+        }
+    }
+    CheckResult::from_problems(
+        SCHEDULER_STATE,
+        "every flush status was flushing or pending; one job per region at a time".to_string(),
+        violations.of(SCHEDULER_STATE),
+        problems,
+    )
+}
+
+type Decoded = BTreeMap<String, Result<Vec<Row>, String>>;
+
+/// Decodes every SST some live manifest lists.
+fn decode_listed_ssts(observed: &Observations) -> Decoded {
+    let mut decoded = Decoded::new();
+    for (region_id, slot) in &observed.manifests {
+        if slot.manifest.dropped {
+            continue;
+        }
+        for file_id in slot.manifest.files.keys() {
+            let path = sst_path(*region_id, *file_id);
+            let rows = match observed.objects.get(&path) {
+                None => Err("no such object".to_string()),
+                Some(bytes) => {
+                    flush_core::sst::decode_rows(&path, bytes.clone()).map_err(|e| e.to_string())
+                }
+            };
+            decoded.insert(path, rows);
+        }
+    }
+    decoded
+}
+
+fn manifest_consistency(
+    observed: &Observations,
+    decoded: &Decoded,
+    violations: &Violations,
+) -> (CheckResult, u64) {
+    let mut problems = Vec::new();
+    let mut files = 0;
+    for (region_id, slot) in &observed.manifests {
+        if slot.manifest.dropped {
+            continue;
+        }
+        for (file_id, meta) in &slot.manifest.files {
+            files += 1;
+            let path = sst_path(*region_id, *file_id);
+            match decoded.get(&path) {
+                None | Some(Err(_)) if !observed.objects.contains_key(&path) => problems.push(format!(
+                    "manifest of {region_id} lists {path}: expected it in the object store, saw no object"
+                )),
+                Some(Err(reason)) => problems.push(format!(
+                    "manifest of {region_id} lists {path}: expected a readable Parquet file, saw {reason}"
+                )),
+                Some(Ok(rows)) if rows.len() as u64 != meta.num_rows => problems.push(format!(
+                    "{path}: expected {} rows as the manifest says, saw {}",
+                    meta.num_rows,
+                    rows.len()
+                )),
+                _ => {}
+            }
+            if meta.region_id != *region_id {
+                problems.push(format!(
+                    "manifest of {region_id} lists {path} as a file of {}",
+                    meta.region_id
+                ));
+            }
+        }
+    }
+    let orphans = observed
+        .objects
+        .keys()
+        .filter(|path| {
+            let listed =
+                region_of_path(path).and_then(|region_id| observed.manifests.get(&region_id));
+            listed.is_none_or(|slot| {
+                slot.manifest.dropped
+                    || !slot
+                        .manifest
+                        .files
+                        .keys()
+                        .any(|file_id| sst_path(slot.manifest.region_id, *file_id) == **path)
+            })
+        })
+        .count() as u64;
+    let check = CheckResult::from_problems(
+        MANIFEST_CONSISTENCY,
+        format!("{files} listed SSTs all readable; {orphans} orphans"),
+        violations.of(MANIFEST_CONSISTENCY),
+        problems,
+    );
+    (check, orphans)
+}
+
+/// Where an acknowledged row must be at the end.
+#[derive(Clone, Debug, PartialEq)]
+enum Expect {
+    Present,
+    /// Must not be anywhere, and why.
+    Absent(String),
+    /// Either is fine (a lost reply, a truncate racing the write, ...).
+    Either,
+}
+
+/// A row found at the end, and where.
+#[derive(Clone, Debug)]
+struct Found {
+    region_id: RegionId,
+    row: Row,
+    place: String,
+}
+
+fn expect_of(write: &LedgerEntry, erasers: &[&LedgerEntry]) -> Expect {
+    match &write.outcome {
+        Outcome::Ok(Output::Written { .. }) => {}
+        Outcome::Err { kind, .. } => {
+            return Expect::Absent(format!("the write failed with {}", kind.as_str()))
+        }
+        _ => return Expect::Either,
+    }
+    let Some(acked) = write.replied_step else {
+        return Expect::Either;
+    };
+    let mut either = false;
+    for eraser in erasers {
+        if eraser
+            .settled_step()
+            .is_some_and(|settled| settled < write.issued_step)
+        {
+            continue;
+        }
+        if eraser.issued_step > acked && eraser.outcome.is_ok() {
+            return Expect::Absent(format!(
+                "{} succeeded after it was acknowledged",
+                eraser.describe()
+            ));
+        }
+        either = true;
+    }
+    if either {
+        Expect::Either
+    } else {
+        Expect::Present
+    }
+}
+
+/// Every row at the end: SSTs of live manifests, memtables of open regions,
+/// and for a closed region the WAL tail its next open would replay.
+fn found_rows(observed: &Observations, decoded: &Decoded) -> Vec<Found> {
+    let mut found = Vec::new();
+    for region_id in &observed.regions {
+        let live = observed
+            .manifests
+            .get(region_id)
+            .filter(|slot| !slot.manifest.dropped);
+        if let Some(slot) = live {
+            for file_id in slot.manifest.files.keys() {
+                let path = sst_path(*region_id, *file_id);
+                if let Some(Ok(rows)) = decoded.get(&path) {
+                    found.extend(rows.iter().map(|row| Found {
+                        region_id: *region_id,
+                        row: row.clone(),
+                        place: path.clone(),
+                    }));
+                }
+            }
+        }
+        if let Some(rows) = observed.memtable_rows.get(region_id) {
+            found.extend(rows.iter().map(|row| Found {
+                region_id: *region_id,
+                row: row.clone(),
+                place: "memtable".to_string(),
+            }));
+        } else if let (Some(slot), Some(log)) = (live, observed.wal.get(region_id)) {
+            let after = slot.manifest.replay_from_entry_id();
+            let mut next_sequence = slot.manifest.flushed_sequence + 1;
+            for entry in log.entries.range(after + 1..).map(|(_, entry)| entry) {
+                if entry.first_sequence < next_sequence {
+                    continue;
+                }
+                next_sequence = entry.first_sequence + entry.rows.len() as u64;
+                found.extend(entry.to_rows().map(|row| Found {
+                    region_id: *region_id,
+                    row,
+                    place: format!("wal entry {}", entry.entry_id),
+                }));
+            }
+        }
+    }
+    found
+}
+
+fn no_lost_rows(
+    observed: &Observations,
+    decoded: &Decoded,
+    entries: &[&LedgerEntry],
+    violations: &Violations,
+) -> (CheckResult, u64) {
+    let mut erasers: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
+    for entry in entries
+        .iter()
+        .filter(|e| matches!(e.kind, "truncate" | "drop"))
+    {
+        erasers.entry(entry.region_id).or_default().push(entry);
+    }
+    // Writes by their first row id, and what is expected of each.
+    let mut writes: BTreeMap<u64, (&LedgerEntry, Expect)> = BTreeMap::new();
+    for entry in entries {
+        if let Some(rows) = &entry.write {
+            let region_erasers = erasers
+                .get(&entry.region_id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            writes.insert(rows.first_row_id, (entry, expect_of(entry, region_erasers)));
+        }
+    }
+    let found = found_rows(observed, decoded);
+    let mut by_row: BTreeMap<u64, Vec<&Found>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for item in &found {
+        let value = item.row.value;
+        if value.fract() != 0.0 || value < 1.0 {
+            problems.push(format!(
+                "{} holds a row with value {value} in {}: expected only rows the clients wrote, saw a phantom",
+                item.region_id, item.place
+            ));
+            continue;
+        }
+        by_row.entry(value as u64).or_default().push(item);
+    }
+    let mut sequences: BTreeMap<(RegionId, u64), u64> = BTreeMap::new();
+    for (row_id, places) in &by_row {
+        let Some((_, (write, expect))) = writes.range(..=row_id).next_back() else {
+            problems.push(format!(
+                "row {row_id} in {}: expected only rows the clients wrote, saw a phantom",
+                places[0].place
+            ));
+            continue;
+        };
+        let Some(rows) = &write.write else { continue };
+        let index = (row_id - rows.first_row_id) as usize;
+        let Some(written) = rows.rows.get(index) else {
+            problems.push(format!(
+                "row {row_id} in {}: expected only rows the clients wrote, saw a phantom",
+                places[0].place
+            ));
+            continue;
+        };
+        if places.len() > 1 {
+            let where_: Vec<&str> = places.iter().map(|f| f.place.as_str()).collect();
+            problems.push(format!(
+                "row {row_id} of {}: expected once, saw {} times (in {})",
+                write.describe(),
+                places.len(),
+                where_.join(", ")
+            ));
+        }
+        let item = places[0];
+        if let Expect::Absent(reason) = expect {
+            problems.push(format!(
+                "row {row_id} of {}: expected gone because {reason}, saw it in {}",
+                write.describe(),
+                item.place
+            ));
+        }
+        if item.region_id != write.region_id {
+            problems.push(format!(
+                "row {row_id} of {}: expected in {}, saw it in {} ({})",
+                write.describe(),
+                write.region_id,
+                item.region_id,
+                item.place
+            ));
+        }
+        if item.row.series != written.series || item.row.ts != written.ts {
+            problems.push(format!(
+                "row {row_id} of {}: expected series {} ts {}, saw series {} ts {} in {}",
+                write.describe(),
+                written.series,
+                written.ts,
+                item.row.series,
+                item.row.ts,
+                item.place
+            ));
+        }
+        if let Outcome::Ok(Output::Written { first_sequence, .. }) = write.outcome {
+            let expected = first_sequence + index as u64;
+            if item.row.sequence != expected {
+                problems.push(format!(
+                    "row {row_id} of {}: expected sequence {expected}, saw {} in {}",
+                    write.describe(),
+                    item.row.sequence,
+                    item.place
+                ));
+            }
+        }
+        for place in places {
+            if let Some(other) = sequences.insert((place.region_id, place.row.sequence), *row_id) {
+                if other != *row_id {
+                    problems.push(format!(
+                        "{} sequence {}: expected one row, saw rows {other} and {row_id}",
+                        place.region_id, place.row.sequence
+                    ));
+                }
+            }
+        }
+    }
+    let mut checked = 0u64;
+    for (write, expect) in writes.values() {
+        let Some(rows) = &write.write else { continue };
+        checked += rows.rows.len() as u64;
+        if *expect != Expect::Present {
+            continue;
+        }
+        for index in 0..rows.rows.len() as u64 {
+            let row_id = rows.first_row_id + index;
+            if !by_row.contains_key(&row_id) {
+                problems.push(format!(
+                    "row {row_id} of {} (acknowledged {}): expected in a memtable, a listed SST or the WAL tail, \
+                     saw it nowhere",
+                    write.describe(),
+                    write.outcome.describe()
+                ));
+            }
+        }
+    }
+    let check = CheckResult::from_problems(
+        NO_LOST_ROWS,
+        format!(
+            "{checked} written rows accounted for, {} found",
+            found.len()
+        ),
+        violations.of(NO_LOST_ROWS),
+        problems,
+    );
+    (check, checked)
+}
+
+fn monotonic_flush_marks(observed: &Observations, violations: &Violations) -> CheckResult {
+    let mut problems = Vec::new();
+    for view in observed.views.iter().flatten() {
+        for (region_id, region) in &view.regions {
+            if let Some(slot) = observed.manifests.get(region_id) {
+                if region.flushed_entry_id < slot.manifest.flushed_entry_id
+                    && region.epoch == slot.manifest.epoch
+                    && observed.quiescent
+                {
+                    problems.push(format!(
+                        "{region_id}: expected the worker's flushed entry id to reach the manifest's {}, saw {}",
+                        slot.manifest.flushed_entry_id, region.flushed_entry_id
+                    ));
+                }
+            }
+        }
+    }
+    CheckResult::from_problems(
+        MONOTONIC_FLUSH_MARKS,
+        "flush marks never went backwards nor past the last entry".to_string(),
+        violations.of(MONOTONIC_FLUSH_MARKS),
+        problems,
+    )
+}
+
+fn liveness(observed: &Observations, violations: &Violations) -> CheckResult {
+    let live = &observed.liveness;
+    let mut problems = Vec::new();
+    if !live.pending.is_empty() {
+        let shown: Vec<&str> = live
+            .pending
+            .iter()
+            .take(PROBLEMS_SHOWN)
+            .map(String::as_str)
+            .collect();
+        problems.push(format!(
+            "expected 0 pending requests {} ms after faults stopped, saw {}: {}",
+            live.budget_ms,
+            live.pending.len(),
+            shown.join(", ")
+        ));
+    }
+    if live.clients_running > 0 {
+        problems.push(format!(
+            "expected every client to finish within {} ms, saw {} still running",
+            live.budget_ms, live.clients_running
+        ));
+    }
+    match live.stalled_writes {
+        None => problems.push(
+            "expected every worker to be idle between requests, saw one stuck inside a request"
+                .to_string(),
+        ),
+        Some(0) => {}
+        Some(stalled) => problems.push(format!(
+            "expected 0 stalled writes after faults stopped, saw {stalled}"
+        )),
+    }
+    CheckResult::from_problems(
+        LIVENESS,
+        format!(
+            "every request completed within {} ms of faults stopping",
+            live.budget_ms
+        ),
+        violations.of(LIVENESS),
+        problems,
+    )
+}

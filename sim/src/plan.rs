@@ -1,0 +1,441 @@
+//! The plan of one run: the workload and the swarm fault mix, both drawn from
+//! the seed with ChaCha8, so a run depends on its seed alone.
+//!
+//! A plan is data (serde): it is printed at the start of a replay, kept in
+//! the report, and can be written to a file and run again as it is.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Everything one run does, fixed before it starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Seeds the madsim runtime (task order, its clock) and every ChaCha
+    /// stream of the run.
+    pub seed: u64,
+    pub workload: Workload,
+    pub faults: FaultMix,
+}
+
+impl Plan {
+    /// The sweep's plan for `seed`: a workload and a fault mix drawn from it.
+    pub fn from_seed(seed: u64) -> Plan {
+        let mut rng = plan_rng(seed);
+        let workload = Workload::draw(&mut rng);
+        let faults = FaultMix::draw(&mut rng);
+        Plan {
+            seed,
+            workload,
+            faults,
+        }
+    }
+
+    /// The pinned benchmark workload with the fault mix drawn from `seed`.
+    pub fn standard(seed: u64) -> Plan {
+        let mut rng = plan_rng(seed);
+        let _ = Workload::draw(&mut rng);
+        Plan {
+            seed,
+            workload: Workload::standard(),
+            faults: FaultMix::draw(&mut rng),
+        }
+    }
+
+    /// The same plan with every fault class off.
+    pub fn without_faults(mut self) -> Plan {
+        self.faults = FaultMix::none();
+        self
+    }
+}
+
+/// The ChaCha stream that draws plans; the run itself uses other streams.
+fn plan_rng(seed: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(STREAM_PLAN);
+    rng
+}
+
+/// ChaCha stream numbers: one per independent consumer of randomness.
+pub const STREAM_PLAN: u64 = 1;
+pub const STREAM_WORLD: u64 = 2;
+/// Client `i` uses stream `STREAM_CLIENT_BASE + i`.
+pub const STREAM_CLIENT_BASE: u64 = 100;
+
+/// A ChaCha8 generator for `stream` of `seed`.
+pub fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+/// What the clients do and how big the engine is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Versioned name; a pinned workload changes only under a new name.
+    pub name: String,
+    pub workers: u32,
+    pub regions: u32,
+    pub clients: u32,
+    /// Write requests per client; other requests are mixed in between.
+    pub writes_per_client: u32,
+    pub rows_per_write_min: u32,
+    pub rows_per_write_max: u32,
+    /// Distinct series names rows are spread over.
+    pub series: u32,
+    /// Requests one client keeps in flight at once.
+    pub max_in_flight: u32,
+    /// Pause between two requests of a client, drawn in `0..=think_ms_max`.
+    pub think_ms_max: u64,
+    pub global_buffer_bytes: usize,
+    pub max_stalled_writes: usize,
+    /// Per mille of writes followed by each other request kind.
+    pub mix: OpMix,
+    /// Normal latency of one I/O, drawn in `0..=io_latency_ms_max`.
+    pub io_latency_ms_max: u64,
+    /// Extra latency of a slow I/O (the `slow_io` fault).
+    pub slow_io_ms_max: u64,
+    /// Interval between two decisions of the fault injector.
+    pub injector_tick_ms: u64,
+    /// Interval between two invariant samples of the monitor.
+    pub monitor_tick_ms: u64,
+    pub notify_retry_limit: u32,
+    pub notify_retry_backoff_ms: u64,
+    /// Simulated time the safety phase may take before clients are stopped.
+    pub safety_budget_ms: u64,
+    /// Simulated time, faults off, in which every request must complete.
+    pub liveness_budget_ms: u64,
+}
+
+/// Rates of the non-write requests, per mille of writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpMix {
+    pub flush: u32,
+    pub alter: u32,
+    pub truncate: u32,
+    pub drop: u32,
+    pub close: u32,
+    pub downgrade: u32,
+}
+
+impl Workload {
+    /// The benchmark workload of DESIGN §8, pinned as `standard-v1`: 2
+    /// workers, 8 regions, 4 clients, 1,000 writes of 10–100 rows, a buffer
+    /// small enough for dozens of flushes.
+    pub fn standard() -> Workload {
+        Workload {
+            name: "standard-v1".to_string(),
+            workers: 2,
+            regions: 8,
+            clients: 4,
+            writes_per_client: 250,
+            rows_per_write_min: 10,
+            rows_per_write_max: 100,
+            series: 16,
+            max_in_flight: 4,
+            think_ms_max: 5,
+            global_buffer_bytes: 256 * 1024,
+            max_stalled_writes: 64,
+            mix: OpMix {
+                flush: 20,
+                alter: 5,
+                truncate: 3,
+                drop: 2,
+                close: 3,
+                downgrade: 2,
+            },
+            io_latency_ms_max: 3,
+            slow_io_ms_max: 100,
+            injector_tick_ms: 25,
+            monitor_tick_ms: 50,
+            notify_retry_limit: 5,
+            notify_retry_backoff_ms: 1,
+            safety_budget_ms: 600_000,
+            liveness_budget_ms: 60_000,
+        }
+    }
+
+    /// A small workload drawn per seed (`sweep-v1`), sized so 1,000 seeds
+    /// run in about a minute on two cores.
+    pub fn draw(rng: &mut ChaCha8Rng) -> Workload {
+        let rows_per_write_max = rng.gen_range(1..=60);
+        Workload {
+            name: "sweep-v1".to_string(),
+            workers: rng.gen_range(1..=4),
+            regions: rng.gen_range(1..=8),
+            clients: rng.gen_range(1..=6),
+            writes_per_client: rng.gen_range(20..=500),
+            rows_per_write_min: 1,
+            rows_per_write_max,
+            series: rng.gen_range(1..=8),
+            max_in_flight: rng.gen_range(1..=8),
+            think_ms_max: rng.gen_range(0..=20),
+            global_buffer_bytes: rng.gen_range(2_048..=96 * 1024),
+            max_stalled_writes: rng.gen_range(2..=64),
+            mix: OpMix {
+                flush: rng.gen_range(0..=120),
+                alter: rng.gen_range(0..=40),
+                truncate: rng.gen_range(0..=25),
+                drop: rng.gen_range(0..=15),
+                close: rng.gen_range(0..=25),
+                downgrade: rng.gen_range(0..=15),
+            },
+            io_latency_ms_max: rng.gen_range(0..=5),
+            slow_io_ms_max: rng.gen_range(10..=300),
+            injector_tick_ms: rng.gen_range(5..=60),
+            monitor_tick_ms: 40,
+            notify_retry_limit: 5,
+            notify_retry_backoff_ms: 1,
+            safety_budget_ms: 300_000,
+            liveness_budget_ms: 60_000,
+        }
+    }
+
+    pub fn total_writes(&self) -> u64 {
+        u64::from(self.clients) * u64::from(self.writes_per_client)
+    }
+}
+
+/// A fault class: one kind of thing the world does wrong. Every injected
+/// fault is counted under its class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultClass {
+    /// The injector drops a region.
+    RegionDrop,
+    /// The injector closes a region.
+    RegionClose,
+    /// The injector truncates a region.
+    RegionTruncate,
+    /// An alter arrives while the region's SST is being written.
+    AlterDuringFlush,
+    /// A downgrade arrives while the region's SST is being written.
+    DowngradeDuringFlush,
+    /// The job scheduler refuses a flush job.
+    JobRejection,
+    /// A manifest create, load or update fails (and changes nothing).
+    ManifestFailure,
+    /// An SST put fails and leaves no object.
+    SstWriteError,
+    /// An SST put fails and leaves a truncated object behind.
+    SstPartialObject,
+    /// Freezing the mutable memtable fails (a fault point in the core).
+    FreezeFailure,
+    /// A flush result finds the worker's queue full.
+    NotifyFailure,
+    /// An I/O takes much longer than usual.
+    SlowIo,
+}
+
+impl FaultClass {
+    /// Every class, in report order.
+    pub const ALL: &'static [FaultClass] = &[
+        FaultClass::RegionDrop,
+        FaultClass::RegionClose,
+        FaultClass::RegionTruncate,
+        FaultClass::AlterDuringFlush,
+        FaultClass::DowngradeDuringFlush,
+        FaultClass::JobRejection,
+        FaultClass::ManifestFailure,
+        FaultClass::SstWriteError,
+        FaultClass::SstPartialObject,
+        FaultClass::FreezeFailure,
+        FaultClass::NotifyFailure,
+        FaultClass::SlowIo,
+    ];
+
+    /// Stable snake_case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultClass::RegionDrop => "region_drop",
+            FaultClass::RegionClose => "region_close",
+            FaultClass::RegionTruncate => "region_truncate",
+            FaultClass::AlterDuringFlush => "alter_during_flush",
+            FaultClass::DowngradeDuringFlush => "downgrade_during_flush",
+            FaultClass::JobRejection => "job_rejection",
+            FaultClass::ManifestFailure => "manifest_failure",
+            FaultClass::SstWriteError => "sst_write_error",
+            FaultClass::SstPartialObject => "sst_partial_object",
+            FaultClass::FreezeFailure => "freeze_failure",
+            FaultClass::NotifyFailure => "notify_failure",
+            FaultClass::SlowIo => "slow_io",
+        }
+    }
+
+    /// Range the class's probability is drawn from (log-uniform): per
+    /// injector tick for region faults, per operation for the others.
+    fn probability_range(self) -> (f64, f64) {
+        match self {
+            FaultClass::RegionDrop | FaultClass::RegionClose | FaultClass::RegionTruncate => {
+                (0.01, 0.15)
+            }
+            FaultClass::AlterDuringFlush | FaultClass::DowngradeDuringFlush => (0.02, 0.3),
+            FaultClass::JobRejection | FaultClass::FreezeFailure => (0.01, 0.3),
+            FaultClass::ManifestFailure | FaultClass::SstWriteError => (0.01, 0.25),
+            FaultClass::SstPartialObject => (0.01, 0.25),
+            FaultClass::NotifyFailure => (0.02, 0.5),
+            FaultClass::SlowIo => (0.01, 0.3),
+        }
+    }
+}
+
+impl fmt::Display for FaultClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One class's switch and probability for a run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultSetting {
+    pub enabled: bool,
+    pub probability: f64,
+}
+
+/// The swarm fault mix: every class switched on or off per seed, each with
+/// its own probability (Groce et al.'s swarm testing).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultMix {
+    pub classes: BTreeMap<FaultClass, FaultSetting>,
+}
+
+/// Chance that a class is switched on in a seed's mix.
+pub const CLASS_ENABLED_PROBABILITY: f64 = 0.6;
+
+impl FaultMix {
+    pub fn draw(rng: &mut ChaCha8Rng) -> FaultMix {
+        let classes = FaultClass::ALL
+            .iter()
+            .map(|class| {
+                let enabled = rng.gen_bool(CLASS_ENABLED_PROBABILITY);
+                let (low, high) = class.probability_range();
+                let probability = log_uniform(rng, low, high);
+                (
+                    *class,
+                    FaultSetting {
+                        enabled,
+                        probability,
+                    },
+                )
+            })
+            .collect();
+        FaultMix { classes }
+    }
+
+    /// Every class off.
+    pub fn none() -> FaultMix {
+        FaultMix {
+            classes: FaultClass::ALL
+                .iter()
+                .map(|class| {
+                    (
+                        *class,
+                        FaultSetting {
+                            enabled: false,
+                            probability: 0.0,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The class's probability if it is on.
+    pub fn probability(&self, class: FaultClass) -> Option<f64> {
+        self.classes
+            .get(&class)
+            .filter(|setting| setting.enabled && setting.probability > 0.0)
+            .map(|setting| setting.probability.min(1.0))
+    }
+
+    pub fn enabled(&self) -> impl Iterator<Item = FaultClass> + '_ {
+        self.classes
+            .iter()
+            .filter(|(_, setting)| setting.enabled)
+            .map(|(class, _)| *class)
+    }
+}
+
+impl fmt::Display for FaultMix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (class, setting) in &self.classes {
+            if !setting.enabled {
+                continue;
+            }
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{class}={:.3}", setting.probability)?;
+        }
+        if first {
+            f.write_str("no faults")?;
+        }
+        Ok(())
+    }
+}
+
+fn log_uniform(rng: &mut ChaCha8Rng, low: f64, high: f64) -> f64 {
+    let exponent = rng.gen_range(low.ln()..=high.ln());
+    // Rounded so plans print and serialise compactly.
+    (exponent.exp() * 10_000.0).round() / 10_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_are_a_function_of_the_seed() {
+        assert_eq!(Plan::from_seed(7), Plan::from_seed(7));
+        assert_ne!(Plan::from_seed(7), Plan::from_seed(8));
+    }
+
+    #[test]
+    fn plans_round_trip_through_json() {
+        let plan = Plan::from_seed(42);
+        let json = serde_json::to_string(&plan).expect("plans serialise");
+        let back: Plan = serde_json::from_str(&json).expect("plans deserialise");
+        assert_eq!(plan, back);
+    }
+
+    #[test]
+    fn every_class_is_sometimes_on_and_sometimes_off() {
+        let mixes: Vec<FaultMix> = (0..200).map(|seed| Plan::from_seed(seed).faults).collect();
+        for class in FaultClass::ALL {
+            let on = mixes
+                .iter()
+                .filter(|mix| mix.probability(*class).is_some())
+                .count();
+            assert!(on > 50 && on < 180, "{class} on in {on} of 200 mixes");
+        }
+    }
+
+    #[test]
+    fn standard_workload_is_pinned() {
+        let standard = Workload::standard();
+        assert_eq!(standard.name, "standard-v1");
+        assert_eq!(standard.total_writes(), 1_000);
+        assert_eq!(
+            (standard.workers, standard.regions, standard.clients),
+            (2, 8, 4)
+        );
+        assert_eq!(
+            (standard.rows_per_write_min, standard.rows_per_write_max),
+            (10, 100)
+        );
+    }
+
+    #[test]
+    fn fault_mix_display_lists_enabled_classes() {
+        assert_eq!(FaultMix::none().to_string(), "no faults");
+        let mix = Plan::from_seed(3).faults;
+        for class in mix.enabled() {
+            assert!(mix.to_string().contains(class.name()));
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The report of one run: verdict, checks, trace hash, counts, and the one
+//! line that replays it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use flush_core::bugs::Bugs;
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::RequestCounts;
+use crate::oracle::CheckResult;
+use crate::plan::{FaultMix, Plan};
+use crate::world::trace::TraceLine;
+
+/// Which workload a seed's plan uses; part of the replay line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadChoice {
+    /// The small workload drawn per seed (`sweep-v1`).
+    #[default]
+    Sweep,
+    /// The pinned benchmark workload (`standard-v1`).
+    Standard,
+}
+
+impl WorkloadChoice {
+    pub fn plan(self, seed: u64) -> Plan {
+        match self {
+            WorkloadChoice::Sweep => Plan::from_seed(seed),
+            WorkloadChoice::Standard => Plan::standard(seed),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub seed: u64,
+    pub bugs: Vec<String>,
+    pub workload: String,
+    pub passed: bool,
+    pub checks: Vec<CheckResult>,
+    /// FNV-1a over every trace line, with simulated time: 16 hex digits.
+    pub trace_hash: String,
+    pub events: u64,
+    pub requests: RequestCounts,
+    /// Injected faults per class (every class listed, zeros included).
+    pub faults: BTreeMap<String, u64>,
+    /// Core events per mark.
+    pub marks: BTreeMap<String, u64>,
+    pub flushes: u64,
+    pub orphans: u64,
+    pub rows_checked: u64,
+    pub sim_ms: u64,
+    /// Real time the run took; the only field that differs between runs.
+    pub wall_ms: u64,
+    pub fault_mix: FaultMix,
+    pub replay: String,
+    #[serde(skip)]
+    pub trace: Vec<TraceLine>,
+}
+
+/// The command that reproduces one run alone.
+pub fn replay_line(seed: u64, bugs: Bugs, workload: WorkloadChoice) -> String {
+    let mut line = format!("cargo run -p flush-sim --release -- replay --seed {seed}");
+    for bug in bugs.iter() {
+        let _ = write!(line, " --bug {}", bug.name());
+    }
+    if workload == WorkloadChoice::Standard {
+        line.push_str(" --workload standard");
+    }
+    line
+}
+
+impl Report {
+    /// The first failed check, if any.
+    pub fn first_failure(&self) -> Option<&CheckResult> {
+        self.checks.iter().find(|check| !check.passed)
+    }
+
+    /// The human rendering of `replay`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.passed { "PASS" } else { "FAIL" };
+        let bugs = if self.bugs.is_empty() {
+            String::new()
+        } else {
+            format!(" bugs [{}]", self.bugs.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "{verdict} seed {} ({}){bugs}: trace {} ({} events), {} ms simulated, {} ms wall",
+            self.seed, self.workload, self.trace_hash, self.events, self.sim_ms, self.wall_ms
+        );
+        let _ = writeln!(out, "faults: {}", self.fault_mix);
+        let r = &self.requests;
+        let _ = writeln!(
+            out,
+            "requests: {} issued, {} ok, {} err, {} lost, {} duplicated, {} pending; {} flushes, {} orphans, {} rows checked",
+            r.issued, r.ok, r.err, r.lost, r.duplicated, r.pending, self.flushes, self.orphans, self.rows_checked
+        );
+        let injected: Vec<String> = self
+            .faults
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(class, count)| format!("{class}={count}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "injected: {}",
+            if injected.is_empty() {
+                "none".to_string()
+            } else {
+                injected.join(" ")
+            }
+        );
+        for check in &self.checks {
+            let mark = if check.passed { "ok  " } else { "FAIL" };
+            let _ = writeln!(out, "  {mark} {:<22} {}", check.name, check.message);
+        }
+        if !self.passed {
+            let _ = writeln!(out, "replay: {}", self.replay);
+        }
+        out
+    }
+}

@@ -1,0 +1,594 @@
+//! One run: a fresh madsim runtime on a fresh thread, the world and the
+//! engine built from the plan, then the phases.
+//!
+//! 1. setup: every region is created;
+//! 2. safety: clients run the workload, the injector and the world inject
+//!    faults, the monitor samples invariants between requests;
+//! 3. liveness: faults off, clients stop issuing; every pending request must
+//!    complete within the liveness budget of simulated time;
+//! 4. final: every region is reopened, the engine settles, its state, the
+//!    manifests, the object store and the WAL are gathered, the engine is
+//!    stopped; then the oracles judge.
+//!
+//! Every wait is bounded in simulated time, so a hang becomes a failed
+//! check, never a hung process. A panic anywhere becomes a failed
+//! `no_panic` check with the same replay line.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flush_core::buffer::WriteBufferManager;
+use flush_core::bugs::Bugs;
+use flush_core::ids::RegionId;
+use flush_core::ports::Ports;
+use flush_core::request::Request;
+use futures::channel::mpsc;
+use madsim::runtime::Runtime;
+
+use crate::actors::{run_ticker, Client, Injector, Requester};
+use crate::engine::Engine;
+use crate::ledger::Origin;
+use crate::oracle::{self, BufferReading, CheckResult, LivenessObservation, Observations, Sampler};
+use crate::plan::{stream_rng, FaultClass, Plan, STREAM_CLIENT_BASE};
+use crate::report::{replay_line, Report, WorkloadChoice};
+use crate::world::clock::SimClock;
+use crate::world::events::SimEvents;
+use crate::world::fault_points::SimFaultPoints;
+use crate::world::jobs::SimJobScheduler;
+use crate::world::manifests::SimManifestStore;
+use crate::world::notifier::WorkerRouter;
+use crate::world::objects::SimObjectStore;
+use crate::world::trace::format_hash;
+use crate::world::wal::SimWal;
+use crate::world::{sleep, DuringFlush, World};
+
+/// Interval of the workers' periodic `Tick`.
+pub const WORKER_TICK_MS: u64 = 100;
+/// A safety phase in which requests wait and no reply comes for this long
+/// ends early: the liveness phase then decides whether they were stuck.
+const SAFETY_STAGNATION_MS: u64 = 2_000;
+/// How often the liveness and settle phases look at the ledger.
+const POLL_MS: u64 = 5;
+/// Simulated time the final phase may spend reopening and settling.
+const FINAL_PATIENCE_MS: u64 = 30_000;
+/// How long an inspection waits for a worker to finish its request.
+const INSPECT_PATIENCE_MS: u64 = 5_000;
+
+/// Options that do not change what a run does, only what it keeps.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Keep every trace line in the report (`replay --trace`).
+    pub keep_trace: bool,
+    /// How the plan was chosen, for the replay line.
+    pub workload: WorkloadChoice,
+}
+
+/// Runs `plan` with `bugs` planted and judges it.
+pub fn run(plan: &Plan, bugs: Bugs) -> Report {
+    run_with(plan, bugs, RunOptions::default())
+}
+
+/// The seed to use in a `#[test]`: `MADSIM_TEST_SEED` when set (so the line
+/// a failure prints reproduces it), else `default`.
+pub fn seed_from_env(default: u64) -> u64 {
+    std::env::var("MADSIM_TEST_SEED")
+        .ok()
+        .and_then(|seed| seed.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn run_with(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
+    warm_up_process_globals();
+    let started = std::time::Instant::now();
+    let thread_plan = plan.clone();
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    // A fresh thread per run: thread-locals (hasher keys, madsim's context)
+    // start the same way every time, whatever ran before in this process.
+    let spawned = std::thread::Builder::new()
+        .name(format!("flushsim-seed-{}", plan.seed))
+        .spawn(move || {
+            let report = run_on_this_thread(&thread_plan, bugs, options);
+            let _ = sender.send(report);
+        });
+    let mut report = match spawned {
+        Err(error) => failed_to_run(
+            plan,
+            bugs,
+            options,
+            oracle::NO_PANIC,
+            format!("could not spawn the run thread: {error}"),
+        ),
+        Ok(handle) => match receiver.recv_timeout(WALL_LIMIT) {
+            Ok(report) => {
+                let _ = handle.join();
+                report
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let message = match handle.join() {
+                    Err(panic) => format!(
+                        "expected the run to finish, saw a panic: {}",
+                        panic_message(panic.as_ref())
+                    ),
+                    Ok(()) => "expected a report, saw the run end without one".to_string(),
+                };
+                failed_to_run(plan, bugs, options, oracle::NO_PANIC, message)
+            }
+            // Simulated time stopped advancing (tasks waking each other
+            // forever): the thread is left behind, the run fails.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => failed_to_run(
+                plan,
+                bugs,
+                options,
+                oracle::LIVENESS,
+                format!(
+                    "expected the run to end, saw it still running after {} s of wall time \
+                     (a livelock: simulated time no longer advances)",
+                    WALL_LIMIT.as_secs()
+                ),
+            ),
+        },
+    };
+    report.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report
+}
+
+/// Real time one run may take. Runs take milliseconds; only a livelock
+/// inside the simulation gets anywhere near this.
+const WALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Lazy process globals that draw randomness on first use (hashers seeded
+/// once per process inside the Parquet/arrow stack) would otherwise draw it
+/// from the first run's madsim RNG, through madsim's `getrandom` hook, and
+/// make the first run of a process differ from every later one. Touching
+/// them once outside any runtime takes the draw from the OS instead.
+fn warm_up_process_globals() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let rows = [flush_core::memtable::Row {
+            series: "warm-up".to_string(),
+            ts: 0,
+            value: 0.0,
+            sequence: 1,
+        }];
+        if let Ok(bytes) = flush_core::sst::encode_rows("warm-up", &rows) {
+            let _ = flush_core::sst::decode_rows("warm-up", bytes);
+        }
+    });
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic with a non-text payload".to_string()
+    }
+}
+
+fn failed_to_run(
+    plan: &Plan,
+    bugs: Bugs,
+    options: RunOptions,
+    check: &str,
+    message: String,
+) -> Report {
+    Report {
+        seed: plan.seed,
+        bugs: bugs.iter().map(|bug| bug.name().to_string()).collect(),
+        workload: plan.workload.name.clone(),
+        passed: false,
+        checks: vec![CheckResult::fail(check, format!("{check}: {message}"))],
+        trace_hash: format_hash(0),
+        events: 0,
+        requests: Default::default(),
+        faults: BTreeMap::new(),
+        marks: BTreeMap::new(),
+        flushes: 0,
+        orphans: 0,
+        rows_checked: 0,
+        sim_ms: 0,
+        wall_ms: 0,
+        fault_mix: plan.faults.clone(),
+        replay: replay_line(plan.seed, bugs, options.workload),
+        trace: Vec::new(),
+    }
+}
+
+fn run_on_this_thread(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
+    let runtime = Runtime::with_seed_and_config(plan.seed, madsim::Config::default());
+    let (during_flush_tx, during_flush_rx) = mpsc::unbounded();
+    let world =
+        Arc::new(runtime.block_on(async { World::new(plan, options.keep_trace, during_flush_tx) }));
+    let simulated = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        runtime.block_on(simulate(plan.clone(), bugs, world.clone(), during_flush_rx))
+    }));
+    // Dropping the runtime drops every task still parked in it.
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(runtime)));
+    let (observed, panic) = match simulated {
+        Ok(observed) => (Some(observed), None),
+        Err(panic) => (None, Some(panic_message(panic.as_ref()))),
+    };
+    build_report(plan, bugs, options, &world, observed, panic)
+}
+
+fn build_report(
+    plan: &Plan,
+    bugs: Bugs,
+    options: RunOptions,
+    world: &World,
+    observed: Option<(Observations, u64)>,
+    panic: Option<String>,
+) -> Report {
+    world.with(|state| {
+        let (mut checks, stats, sim_ms) = match &observed {
+            Some((observed, sim_ms)) => {
+                let (checks, stats) = oracle::check_run(observed, state);
+                (checks, stats, *sim_ms)
+            }
+            None => (Vec::new(), oracle::OracleStats::default(), 0),
+        };
+        if let Some(message) = panic {
+            checks.insert(
+                0,
+                CheckResult::fail(
+                    oracle::NO_PANIC,
+                    format!(
+                        "{}: expected the run to finish, saw a panic: {message}",
+                        oracle::NO_PANIC
+                    ),
+                ),
+            );
+        }
+        let marks: BTreeMap<String, u64> = state
+            .trace
+            .marks()
+            .iter()
+            .map(|(mark, count)| (mark.to_string(), *count))
+            .collect();
+        let faults = FaultClass::ALL
+            .iter()
+            .map(|class| {
+                let count = state.faults.counts.get(class).copied().unwrap_or(0);
+                (class.name().to_string(), count)
+            })
+            .collect();
+        Report {
+            seed: plan.seed,
+            bugs: bugs.iter().map(|bug| bug.name().to_string()).collect(),
+            workload: plan.workload.name.clone(),
+            passed: checks.iter().all(|check| check.passed),
+            checks,
+            trace_hash: format_hash(state.trace.hash()),
+            events: state.trace.events(),
+            requests: state.ledger.counts(),
+            faults,
+            flushes: marks.get("flush_committed").copied().unwrap_or(0),
+            marks,
+            orphans: stats.orphans,
+            rows_checked: stats.rows_checked,
+            sim_ms,
+            wall_ms: 0,
+            fault_mix: plan.faults.clone(),
+            replay: replay_line(plan.seed, bugs, options.workload),
+            trace: state.trace.take_lines(),
+        }
+    })
+}
+
+/// The ports, the engine and the stores the oracles read at the end.
+struct Rig {
+    engine: Engine,
+    router: Arc<WorkerRouter>,
+    buffer: Arc<WriteBufferManager>,
+    manifests: SimManifestStore,
+    objects: SimObjectStore,
+    wal: SimWal,
+}
+
+fn build_rig(plan: &Plan, bugs: Bugs, world: &Arc<World>) -> Rig {
+    let workload = &plan.workload;
+    let wal = SimWal::new(world.clone());
+    let objects = SimObjectStore::new(world.clone());
+    let manifests = SimManifestStore::new(world.clone(), wal.clone());
+    let events = Arc::new(SimEvents::new(world.clone()));
+    let router = Arc::new(WorkerRouter::new(
+        world.clone(),
+        workload.notify_retry_limit,
+    ));
+    let buffer = Arc::new(
+        WriteBufferManager::new(workload.global_buffer_bytes).with_notifier(router.clone()),
+    );
+    events.watch_buffer(buffer.clone());
+    let ports = Ports {
+        jobs: Arc::new(SimJobScheduler::new(world.clone())),
+        objects: Arc::new(objects.clone()),
+        manifests: Arc::new(manifests.clone()),
+        wal: Arc::new(wal.clone()),
+        clock: Arc::new(SimClock::new(world.clone())),
+        faults: Arc::new(SimFaultPoints::new(world.clone())),
+        events,
+    };
+    let engine = Engine::start(
+        workload,
+        bugs,
+        ports,
+        router.clone(),
+        buffer.clone(),
+        world.clone(),
+    );
+    Rig {
+        engine,
+        router,
+        buffer,
+        manifests,
+        objects,
+        wal,
+    }
+}
+
+async fn simulate(
+    plan: Plan,
+    bugs: Bugs,
+    world: Arc<World>,
+    during_flush: mpsc::UnboundedReceiver<DuringFlush>,
+) -> (Observations, u64) {
+    let workload = plan.workload.clone();
+    let regions: Vec<RegionId> = (1..=u64::from(workload.regions.max(1)))
+        .map(RegionId)
+        .collect();
+    world.trace(
+        "plan",
+        format!(
+            "seed {} workload {} bugs [{}] faults: {}",
+            plan.seed,
+            workload.name,
+            bugs.iter()
+                .map(|bug| bug.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            plan.faults
+        ),
+    );
+    let rig = build_rig(&plan, bugs, &world);
+    let requester = Requester::new(world.clone(), rig.router.clone());
+    let stop_ticker = Arc::new(AtomicBool::new(false));
+    drop(madsim::task::spawn(run_ticker(
+        rig.router.clone(),
+        WORKER_TICK_MS,
+        stop_ticker.clone(),
+    )));
+
+    world.trace("phase", "setup".to_string());
+    let creates = regions.iter().map(|region_id| {
+        requester.call(
+            Origin::Setup,
+            Request::Create {
+                region_id: *region_id,
+            },
+        )
+    });
+    futures::future::join_all(creates).await;
+
+    world.trace("phase", "safety".to_string());
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients_running = Arc::new(AtomicUsize::new(0));
+    for index in 0..workload.clients {
+        let client = Client::new(
+            index,
+            world.clone(),
+            requester.clone(),
+            stream_rng(plan.seed, STREAM_CLIENT_BASE + u64::from(index)),
+            workload.clone(),
+            regions.clone(),
+            stop.clone(),
+            clients_running.clone(),
+        );
+        drop(madsim::task::spawn(client.run()));
+    }
+    let injector = || {
+        Injector::new(
+            world.clone(),
+            requester.clone(),
+            regions.clone(),
+            stop.clone(),
+            workload.injector_tick_ms,
+        )
+    };
+    drop(madsim::task::spawn(injector().run_region_faults()));
+    drop(madsim::task::spawn(
+        injector().run_during_flush(during_flush),
+    ));
+
+    let mut sampler = Sampler::default();
+    let safety_deadline_ms = world.now_ms() + workload.safety_budget_ms;
+    while clients_running.load(Ordering::Relaxed) > 0 && world.now_ms() < safety_deadline_ms {
+        sleep(Duration::from_millis(workload.monitor_tick_ms.max(1))).await;
+        sample(&mut sampler, &world, &rig).await;
+        let quiet_ms = world
+            .now_ms()
+            .saturating_sub(world.with(|state| state.ledger.last_reply_us()) / 1_000);
+        let pending = world.with(|state| state.ledger.pending_count());
+        if pending > 0 && quiet_ms >= SAFETY_STAGNATION_MS {
+            // Something waits that faults may be masking (an injected drop
+            // would fail a stuck write): judge it with faults off.
+            world.trace(
+                "phase",
+                format!("safety stagnated: no reply for {quiet_ms} ms"),
+            );
+            break;
+        }
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    world.set_faults(false);
+    world.trace("phase", "liveness".to_string());
+    let liveness = wait_for_liveness(
+        &world,
+        &rig,
+        &mut sampler,
+        &clients_running,
+        workload.liveness_budget_ms,
+    )
+    .await;
+
+    let pending = world.with(|state| state.ledger.pending_count());
+    world.trace(
+        "phase",
+        format!(
+            "final ({pending} pending, {} clients running)",
+            clients_running.load(Ordering::Relaxed)
+        ),
+    );
+    // No more ticks: nothing but the reopens may start a flush from here on.
+    stop_ticker.store(true, Ordering::Relaxed);
+    let reopens = regions.iter().map(|region_id| {
+        requester.call(
+            Origin::Final,
+            Request::Open {
+                region_id: *region_id,
+            },
+        )
+    });
+    let _ = madsim::time::timeout(
+        Duration::from_millis(FINAL_PATIENCE_MS),
+        futures::future::join_all(reopens),
+    )
+    .await;
+    let quiescent = settle(&world, &rig).await;
+    let inspected = rig
+        .engine
+        .inspect_with_rows(Duration::from_millis(INSPECT_PATIENCE_MS))
+        .await;
+    let buffer_at_views = BufferReading::of(&rig.buffer);
+    let quiescent = quiescent
+        && buffer_at_views.flushes_running == 0
+        && world.with(|state| state.ledger.pending_count()) == 0;
+    let stalled_writes = inspected
+        .as_ref()
+        .map(|(views, _)| views.iter().map(|view| view.stalled_writes).sum());
+    let (views, memtable_rows) = match inspected {
+        Some((views, rows)) => (Some(views), rows),
+        None => (None, BTreeMap::new()),
+    };
+    let manifests = rig.manifests.snapshot();
+    let manifest_history = rig.manifests.history();
+    let objects = rig.objects.snapshot();
+    let wal = rig.wal.snapshot();
+
+    let shutdown_step = world.trace("phase", "shutdown".to_string());
+    let Rig { engine, buffer, .. } = rig;
+    let stopped = engine
+        .stop(Duration::from_millis(INSPECT_PATIENCE_MS))
+        .await;
+    let jobs_done = wait_until(&world, FINAL_PATIENCE_MS, || buffer.flushes_running() == 0).await;
+    let buffer_after_teardown = (stopped && jobs_done).then(|| BufferReading::of(&buffer));
+    let sim_ms = world.now_ms();
+    world.trace("phase", format!("done at {sim_ms} ms"));
+    let observed = Observations {
+        regions,
+        liveness: LivenessObservation {
+            stalled_writes,
+            ..liveness
+        },
+        views,
+        memtable_rows,
+        manifests,
+        manifest_history,
+        objects,
+        wal,
+        quiescent,
+        buffer_at_views,
+        buffer_after_teardown,
+        shutdown_step,
+    };
+    (observed, sim_ms)
+}
+
+async fn sample(sampler: &mut Sampler, world: &World, rig: &Rig) {
+    let patience = Duration::from_millis(INSPECT_PATIENCE_MS);
+    rig.engine
+        .visit(patience, |visit| {
+            let view = visit.worker.inspect();
+            sampler.check_view(world, &view, |region_id| {
+                rig.manifests.incarnation(region_id)
+            });
+            sampler.check_stalls(world, &view, visit.memory_freed_queued, &rig.buffer);
+        })
+        .await;
+    sampler.check_buffer(world, &rig.buffer);
+}
+
+async fn wait_for_liveness(
+    world: &World,
+    rig: &Rig,
+    sampler: &mut Sampler,
+    clients_running: &AtomicUsize,
+    budget_ms: u64,
+) -> LivenessObservation {
+    let deadline_ms = world.now_ms() + budget_ms;
+    loop {
+        let pending = world.with(|state| state.ledger.pending_count());
+        let running = clients_running.load(Ordering::Relaxed);
+        if (pending == 0 && running == 0) || world.now_ms() >= deadline_ms {
+            break;
+        }
+        sleep(Duration::from_millis(POLL_MS)).await;
+        sample(sampler, world, rig).await;
+    }
+    let pending = world.with(|state| {
+        state
+            .ledger
+            .pending()
+            .map(|entry| {
+                format!(
+                    "{} issued at {} ms",
+                    entry.describe(),
+                    entry.issued_us / 1_000
+                )
+            })
+            .collect()
+    });
+    LivenessObservation {
+        budget_ms,
+        pending,
+        clients_running: clients_running.load(Ordering::Relaxed),
+        stalled_writes: None,
+    }
+}
+
+/// Waits until no request is pending and no flush job runs, twice in a row
+/// a poll apart (a finished job's notification must reach its worker too).
+async fn settle(world: &World, rig: &Rig) -> bool {
+    let idle = || {
+        world.with(|state| state.ledger.pending_count()) == 0 && rig.buffer.flushes_running() == 0
+    };
+    let deadline_ms = world.now_ms() + FINAL_PATIENCE_MS;
+    let mut idle_polls = 0;
+    while world.now_ms() < deadline_ms {
+        if idle() {
+            idle_polls += 1;
+            if idle_polls >= 2 {
+                return true;
+            }
+        } else {
+            idle_polls = 0;
+        }
+        sleep(Duration::from_millis(POLL_MS)).await;
+    }
+    false
+}
+
+async fn wait_until(world: &World, patience_ms: u64, done: impl Fn() -> bool) -> bool {
+    let deadline_ms = world.now_ms() + patience_ms;
+    while !done() {
+        if world.now_ms() >= deadline_ms {
+            return false;
+        }
+        sleep(Duration::from_millis(POLL_MS)).await;
+    }
+    true
+}

@@ -1,0 +1,90 @@
+//! The core's event sink: every state transition goes into the trace and
+//! is counted as a mark; flush-job starts and ends are tracked so the
+//! `scheduler_state` oracle can see two jobs of one region overlap.
+
+use std::sync::{Arc, OnceLock};
+
+use flush_core::buffer::WriteBufferManager;
+use flush_core::events::CoreEvent;
+use flush_core::ports::EventSink;
+
+use super::World;
+
+pub struct SimEvents {
+    world: Arc<World>,
+    /// Set once the engine's buffer manager exists; checked on every event.
+    buffer: OnceLock<Arc<WriteBufferManager>>,
+}
+
+impl SimEvents {
+    pub fn new(world: Arc<World>) -> Self {
+        SimEvents {
+            world,
+            buffer: OnceLock::new(),
+        }
+    }
+
+    pub fn watch_buffer(&self, buffer: Arc<WriteBufferManager>) {
+        let _ = self.buffer.set(buffer);
+    }
+
+    fn track_flush_jobs(&self, event: &CoreEvent) {
+        match event {
+            CoreEvent::FlushJobStarted { region_id, epoch } => {
+                let overlapping = self.world.with(|state| {
+                    let job = state.current_job?;
+                    let overlapping = state
+                        .flush_jobs_running
+                        .iter()
+                        .find(|(_, running)| **running == (*region_id, *epoch))
+                        .map(|(other, _)| *other);
+                    state.flush_jobs_running.insert(job, (*region_id, *epoch));
+                    overlapping.map(|other| (job, other))
+                });
+                if let Some((job, other)) = overlapping {
+                    self.world.violation(
+                        "scheduler_state",
+                        format!(
+                            "expected at most one flush job of {region_id} in epoch {epoch} at a time, \
+                             saw job {job} start while job {other} runs"
+                        ),
+                    );
+                }
+            }
+            CoreEvent::FlushCommitted { .. } | CoreEvent::FlushFailed { .. } => {
+                self.world.with(|state| {
+                    if let Some(job) = state.current_job {
+                        state.flush_jobs_running.remove(&job);
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn check_buffer(&self) {
+        let Some(buffer) = self.buffer.get() else {
+            return;
+        };
+        let (active, used) = (buffer.active_bytes(), buffer.used_bytes());
+        if active > used {
+            self.world.violation(
+                "buffer_accounting",
+                format!("expected active <= used, saw active {active} > used {used}"),
+            );
+        }
+    }
+}
+
+impl EventSink for SimEvents {
+    fn record(&self, event: CoreEvent) {
+        let mark = event.mark();
+        let now = self.world.now_us();
+        self.world.with(|state| {
+            state.trace.mark(mark);
+            state.trace.record(now, "core", format!("{event:?}"));
+        });
+        self.track_flush_jobs(&event);
+        self.check_buffer();
+    }
+}

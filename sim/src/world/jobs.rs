@@ -1,0 +1,71 @@
+//! The job scheduler: flush jobs run as madsim tasks on the engine's node;
+//! sometimes a job is refused (`job_rejection`) or starts late (`slow_io`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use flush_core::ports::{Job, JobRejected, JobScheduler};
+
+use super::World;
+use crate::plan::FaultClass;
+
+pub struct SimJobScheduler {
+    world: Arc<World>,
+}
+
+impl SimJobScheduler {
+    pub fn new(world: Arc<World>) -> Self {
+        SimJobScheduler { world }
+    }
+}
+
+impl JobScheduler for SimJobScheduler {
+    fn schedule(&self, job: Job) -> Result<(), JobRejected> {
+        if self
+            .world
+            .inject(FaultClass::JobRejection, None, "schedule")
+        {
+            return Err(JobRejected {
+                reason: "injected: job queue full".to_string(),
+            });
+        }
+        let start_delay = self.world.io_delay(None, "job start");
+        let id = self.world.with(|state| state.next_job_id());
+        self.world
+            .trace("jobs", format!("spawn job {id}, starts in {start_delay:?}"));
+        let job = TaggedJob {
+            world: self.world.clone(),
+            id,
+            job,
+        };
+        // Spawned on the current node: workers call this, so jobs run on the
+        // engine's node and die with it when the engine crashes.
+        drop(madsim::task::spawn(async move {
+            super::sleep(start_delay).await;
+            job.await;
+        }));
+        Ok(())
+    }
+}
+
+/// A job that names itself while it is polled, so the event sink can tell
+/// which job an event comes from (the core's events do not say).
+struct TaggedJob {
+    world: Arc<World>,
+    id: u64,
+    job: Job,
+}
+
+impl Future for TaggedJob {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let id = self.id;
+        let previous = self.world.with(|state| state.current_job.replace(id));
+        let poll = self.job.as_mut().poll(cx);
+        self.world.with(|state| state.current_job = previous);
+        poll
+    }
+}

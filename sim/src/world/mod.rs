@@ -1,0 +1,281 @@
+//! The simulated world: one module per core port, each with its faults.
+//!
+//! [`World`] is the state they share: the run's ChaCha stream for fault
+//! decisions, the fault switch (on in the safety phase, off in the liveness
+//! phase), the trace, the ledger and the violations seen while the run goes.
+//! Everything runs on madsim's single thread; the mutex only satisfies the
+//! ports' `Send + Sync` bounds and is never held across an await.
+
+pub mod clock;
+pub mod events;
+pub mod fault_points;
+pub mod jobs;
+pub mod manifests;
+pub mod notifier;
+pub mod objects;
+pub mod trace;
+pub mod wal;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use flush_core::ids::RegionId;
+use futures::channel::mpsc;
+use madsim::time::Instant;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::ledger::Ledger;
+use crate::plan::{stream_rng, FaultClass, FaultMix, Plan, Workload, STREAM_WORLD};
+use trace::Trace;
+
+/// A fault the world injected, for the `reply_kind` oracle.
+#[derive(Clone, Debug)]
+pub struct InjectedFault {
+    pub step: u64,
+    pub class: FaultClass,
+    pub region_id: Option<RegionId>,
+}
+
+#[derive(Debug, Default)]
+pub struct FaultLog {
+    pub counts: BTreeMap<FaultClass, u64>,
+    pub injected: Vec<InjectedFault>,
+}
+
+impl FaultLog {
+    /// Was a fault of one of `classes` injected, on `region_id` (or on no
+    /// particular region), at or before `step`?
+    pub fn any_before(&self, classes: &[FaultClass], region_id: RegionId, step: u64) -> bool {
+        self.injected.iter().any(|fault| {
+            fault.step <= step
+                && classes.contains(&fault.class)
+                && fault.region_id.is_none_or(|r| r == region_id)
+        })
+    }
+}
+
+/// Violations seen during the run, by check name. Only the first few
+/// messages are kept; all are counted.
+#[derive(Debug, Default)]
+pub struct Violations {
+    by_check: BTreeMap<&'static str, (u64, Vec<String>)>,
+}
+
+/// Messages kept per check.
+const VIOLATION_MESSAGES_KEPT: usize = 5;
+
+impl Violations {
+    pub fn add(&mut self, check: &'static str, message: String) {
+        let (count, messages) = self.by_check.entry(check).or_default();
+        *count += 1;
+        if messages.len() < VIOLATION_MESSAGES_KEPT {
+            messages.push(message);
+        }
+    }
+
+    /// Count and first messages for `check`.
+    pub fn of(&self, check: &str) -> (u64, &[String]) {
+        self.by_check
+            .get(check)
+            .map_or((0, &[][..]), |(count, messages)| {
+                (*count, messages.as_slice())
+            })
+    }
+}
+
+/// A DDL the object store asks the injector to send while a flush writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DuringFlush {
+    pub class: FaultClass,
+    pub region_id: RegionId,
+}
+
+pub struct WorldState {
+    rng: ChaCha8Rng,
+    pub trace: Trace,
+    pub ledger: Ledger,
+    pub faults: FaultLog,
+    pub violations: Violations,
+    /// Flush jobs between their start and end events: job id -> (region,
+    /// epoch). Ids come from the job scheduler, which tags each job.
+    pub flush_jobs_running: BTreeMap<u64, (RegionId, u64)>,
+    /// The job being polled right now, if any: events are attributed to it.
+    pub current_job: Option<u64>,
+    next_job_id: u64,
+    next_schema_version: u64,
+}
+
+impl WorldState {
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    pub fn next_job_id(&mut self) -> u64 {
+        self.next_job_id += 1;
+        self.next_job_id
+    }
+
+    /// Regions with a flush job running.
+    pub fn flushing_regions(&self) -> Vec<RegionId> {
+        let mut regions: Vec<RegionId> = self
+            .flush_jobs_running
+            .values()
+            .map(|(region_id, _)| *region_id)
+            .collect();
+        regions.sort_unstable();
+        regions.dedup();
+        regions
+    }
+
+    pub fn next_schema_version(&mut self) -> u64 {
+        self.next_schema_version += 1;
+        self.next_schema_version
+    }
+}
+
+pub struct World {
+    mix: FaultMix,
+    io_latency_ms_max: u64,
+    slow_io_ms_max: u64,
+    faults_on: AtomicBool,
+    start: Instant,
+    state: Mutex<WorldState>,
+    during_flush: mpsc::UnboundedSender<DuringFlush>,
+}
+
+impl World {
+    /// Must be called inside the run's madsim runtime (it reads the clock).
+    pub fn new(
+        plan: &Plan,
+        keep_trace: bool,
+        during_flush: mpsc::UnboundedSender<DuringFlush>,
+    ) -> World {
+        let Workload {
+            io_latency_ms_max,
+            slow_io_ms_max,
+            ..
+        } = plan.workload;
+        World {
+            mix: plan.faults.clone(),
+            io_latency_ms_max,
+            slow_io_ms_max,
+            faults_on: AtomicBool::new(true),
+            start: Instant::now(),
+            state: Mutex::new(WorldState {
+                rng: stream_rng(plan.seed, STREAM_WORLD),
+                trace: Trace::new(keep_trace),
+                ledger: Ledger::default(),
+                faults: FaultLog::default(),
+                violations: Violations::default(),
+                flush_jobs_running: BTreeMap::new(),
+                current_job: None,
+                next_job_id: 0,
+                next_schema_version: 0,
+            }),
+            during_flush,
+        }
+    }
+
+    /// Simulated microseconds since the run started.
+    pub fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now_us() / 1_000
+    }
+
+    /// Runs `f` on the shared state. Never call it across an await.
+    pub fn with<R>(&self, f: impl FnOnce(&mut WorldState) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WorldState> {
+        // A panic while holding the lock already fails the run; the state
+        // is still good enough to report from.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends a trace line; returns its step.
+    pub fn trace(&self, source: &'static str, text: String) -> u64 {
+        let now = self.now_us();
+        self.lock().trace.record(now, source, text)
+    }
+
+    pub fn violation(&self, check: &'static str, message: String) {
+        self.trace("VIOLATE", format!("{check}: {message}"));
+        self.lock().violations.add(check, message);
+    }
+
+    pub fn faults_on(&self) -> bool {
+        self.faults_on.load(Ordering::Relaxed)
+    }
+
+    /// Switches every fault class on or off (the phase change).
+    pub fn set_faults(&self, on: bool) {
+        self.faults_on.store(on, Ordering::Relaxed);
+        self.trace("phase", format!("faults {}", if on { "on" } else { "off" }));
+    }
+
+    /// Decides whether `class` fires now; if so counts it and traces it.
+    pub fn inject(&self, class: FaultClass, region_id: Option<RegionId>, detail: &str) -> bool {
+        if !self.faults_on() {
+            return false;
+        }
+        let Some(probability) = self.mix.probability(class) else {
+            return false;
+        };
+        let now = self.now_us();
+        let mut state = self.lock();
+        if !state.rng.gen_bool(probability) {
+            return false;
+        }
+        let region = region_id.map_or_else(|| "-".to_string(), |r| r.to_string());
+        let step = state
+            .trace
+            .record(now, "FAULT", format!("{class} {region} {detail}"));
+        *state.faults.counts.entry(class).or_default() += 1;
+        state.faults.injected.push(InjectedFault {
+            step,
+            class,
+            region_id,
+        });
+        true
+    }
+
+    /// Whether `class` is switched on for this run (and faults are on).
+    pub fn class_active(&self, class: FaultClass) -> bool {
+        self.faults_on() && self.mix.probability(class).is_some()
+    }
+
+    /// Latency of one I/O: a normal draw, plus a slow-I/O fault sometimes.
+    pub fn io_delay(&self, region_id: Option<RegionId>, what: &str) -> Duration {
+        let normal_ms = self.with(|state| state.rng.gen_range(0..=self.io_latency_ms_max));
+        let mut delay_ms = normal_ms;
+        if self.inject(FaultClass::SlowIo, region_id, what) {
+            delay_ms += self.with(|state| state.rng.gen_range(1..=self.slow_io_ms_max.max(1)));
+        }
+        Duration::from_millis(delay_ms)
+    }
+
+    /// Asks the injector to send a DDL of `class` to a region whose flush is
+    /// writing right now.
+    pub fn request_during_flush(&self, class: FaultClass, region_id: RegionId) {
+        // The injector may have stopped; then the DDL is simply not sent.
+        let _ = self
+            .during_flush
+            .unbounded_send(DuringFlush { class, region_id });
+    }
+}
+
+/// Sleeps in simulated time.
+pub async fn sleep(duration: Duration) {
+    if !duration.is_zero() {
+        madsim::time::sleep(duration).await;
+    }
+}

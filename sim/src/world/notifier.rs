@@ -1,0 +1,148 @@
+//! Routing into the workers' queues: client requests, flush results from
+//! jobs (`WorkerNotifier`, with transient `notify_failure`s) and memory
+//! releases (`MemoryNotifier`, which wakes every worker).
+//!
+//! Regions are placed on workers by `region_id % workers`, fixed for the
+//! run. The inboxes can be replaced, so a restarted engine (issue 8) can
+//! get fresh queues behind the same router.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flush_core::ids::RegionId;
+use flush_core::ports::{MemoryNotifier, NotifyError, WorkerNotifier};
+use flush_core::request::{BackgroundNotify, ClientRequest, WorkerRequest};
+use futures::channel::mpsc;
+
+use super::World;
+use crate::plan::FaultClass;
+
+/// The sending side of one worker's queue.
+#[derive(Clone)]
+pub struct WorkerInbox {
+    pub sender: mpsc::UnboundedSender<WorkerRequest>,
+    /// A `MemoryFreed` is already queued: another one would add nothing.
+    /// The worker loop clears it when it takes the message.
+    pub memory_freed_queued: Arc<AtomicBool>,
+}
+
+pub struct WorkerRouter {
+    world: Arc<World>,
+    inboxes: Mutex<Vec<WorkerInbox>>,
+    /// Full-queue failures in a row per region, kept below the core's retry
+    /// limit: the fault is transient by definition.
+    consecutive_failures: Mutex<BTreeMap<RegionId, u32>>,
+    max_consecutive_failures: u32,
+}
+
+impl WorkerRouter {
+    pub fn new(world: Arc<World>, notify_retry_limit: u32) -> Self {
+        WorkerRouter {
+            world,
+            inboxes: Mutex::new(Vec::new()),
+            consecutive_failures: Mutex::new(BTreeMap::new()),
+            max_consecutive_failures: notify_retry_limit.saturating_sub(1),
+        }
+    }
+
+    fn inboxes(&self) -> MutexGuard<'_, Vec<WorkerInbox>> {
+        self.inboxes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_inboxes(&self, inboxes: Vec<WorkerInbox>) {
+        *self.inboxes() = inboxes;
+    }
+
+    /// Closes every queue: the workers drain and stop.
+    pub fn close_all(&self) {
+        for inbox in self.inboxes().iter() {
+            inbox.sender.close_channel();
+        }
+    }
+
+    /// Sends a fresh message to every worker; closed queues are skipped.
+    pub fn send_to_all(&self, message: impl Fn() -> WorkerRequest) {
+        for inbox in self.inboxes().iter() {
+            let _ = inbox.sender.unbounded_send(message());
+        }
+    }
+
+    /// The worker owning `region_id`.
+    pub fn worker_of(&self, region_id: RegionId) -> Option<WorkerInbox> {
+        let inboxes = self.inboxes();
+        if inboxes.is_empty() {
+            return None;
+        }
+        let index = (region_id.0 % inboxes.len() as u64) as usize;
+        inboxes.get(index).cloned()
+    }
+
+    /// Queues a client request; gives it back if the worker is gone.
+    pub fn send_client(&self, request: ClientRequest) -> Result<(), ClientRequest> {
+        let region_id = request.request.region_id();
+        let Some(inbox) = self.worker_of(region_id) else {
+            return Err(request);
+        };
+        inbox
+            .sender
+            .unbounded_send(WorkerRequest::Client(request))
+            .map_err(|error| match error.into_inner() {
+                WorkerRequest::Client(request) => request,
+                _ => unreachable!("a client request comes back as one"),
+            })
+    }
+
+    fn consecutive(&self) -> MutexGuard<'_, BTreeMap<RegionId, u32>> {
+        self.consecutive_failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl WorkerNotifier for WorkerRouter {
+    fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
+        let region_id = notify.region_id();
+        let failures = self.consecutive().get(&region_id).copied().unwrap_or(0);
+        if failures < self.max_consecutive_failures
+            && self.world.inject(
+                FaultClass::NotifyFailure,
+                Some(region_id),
+                "worker queue full",
+            )
+        {
+            self.consecutive().insert(region_id, failures + 1);
+            return Err(NotifyError::Full(notify));
+        }
+        self.consecutive().remove(&region_id);
+        let Some(inbox) = self.worker_of(region_id) else {
+            return Err(NotifyError::Closed(notify));
+        };
+        inbox
+            .sender
+            .unbounded_send(WorkerRequest::Background(notify))
+            .map_err(|error| match error.into_inner() {
+                WorkerRequest::Background(notify) => NotifyError::Closed(notify),
+                _ => unreachable!("a notification comes back as one"),
+            })
+    }
+}
+
+impl MemoryNotifier for WorkerRouter {
+    fn memory_freed(&self) {
+        for inbox in self.inboxes().iter() {
+            if inbox.memory_freed_queued.swap(true, Ordering::Relaxed) {
+                continue;
+            }
+            if inbox
+                .sender
+                .unbounded_send(WorkerRequest::MemoryFreed)
+                .is_err()
+            {
+                inbox.memory_freed_queued.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -30,11 +30,13 @@ pub enum CoreEvent {
     },
     FlushCommitted {
         region_id: RegionId,
+        epoch: u64,
         flushed_entry_id: u64,
         files: usize,
     },
     FlushFailed {
         region_id: RegionId,
+        epoch: u64,
         reason: String,
     },
     /// A finished flush was applied to the region version.
@@ -66,8 +68,12 @@ pub enum CoreEvent {
     StallReleased {
         count: usize,
     },
+    /// An engine-full flush picked `region_id`, whose mutable memtable holds
+    /// `picked_bytes`; `largest_bytes` is the largest candidate's.
     EngineFullFlush {
         region_id: RegionId,
+        picked_bytes: usize,
+        largest_bytes: usize,
     },
     StallReliefFlush {
         region_id: RegionId,

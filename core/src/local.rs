@@ -390,7 +390,9 @@ impl MemoryNotifier for Inbox {
 /// The concrete ports of a [`LocalEngine`], kept so tests can turn knobs.
 pub struct LocalPorts {
     pub jobs: Arc<QueuedJobs>,
-    pub objects: Arc<LocalObjectStore>,
+    /// Files under a directory ([`LocalEngine::new`]) or any other store
+    /// ([`LocalEngine::with_object_store`]).
+    pub objects: Arc<dyn ObjectStore>,
     pub manifests: Arc<MemoryManifestStore>,
     pub wal: Arc<MemoryWal>,
     pub faults: Arc<CountedFaults>,
@@ -409,10 +411,20 @@ impl LocalEngine {
     /// An engine storing SSTs under `dir` with a write buffer of
     /// `buffer_bytes`.
     pub fn new(dir: impl Into<PathBuf>, buffer_bytes: usize, config: WorkerConfig) -> Self {
+        Self::with_object_store(Arc::new(LocalObjectStore::new(dir)), buffer_bytes, config)
+    }
+
+    /// An engine storing SSTs in `objects` (tests and fuzz targets use an
+    /// in-memory store: no directory, no file I/O per run).
+    pub fn with_object_store(
+        objects: Arc<dyn ObjectStore>,
+        buffer_bytes: usize,
+        config: WorkerConfig,
+    ) -> Self {
         let inbox = Arc::new(Inbox::default());
         let ports = LocalPorts {
             jobs: Arc::new(QueuedJobs::default()),
-            objects: Arc::new(LocalObjectStore::new(dir)),
+            objects,
             manifests: Arc::new(MemoryManifestStore::default()),
             wal: Arc::new(MemoryWal::default()),
             faults: Arc::new(CountedFaults::default()),

@@ -102,11 +102,14 @@ impl AllocTracker {
 
 impl Drop for AllocTracker {
     fn drop(&mut self) {
+        let frozen = self.done_allocating;
         self.done_allocating();
         if self.allocated_bytes == 0 {
             return;
         }
-        if self.bugs.has(PlantedBug::ForgetFreeMem) {
+        if self.bugs.has(PlantedBug::ForgetFreeMem)
+            || (frozen && self.bugs.has(PlantedBug::ScheduleFreeWithoutFree))
+        {
             return;
         }
         let _ = self.buffer.free_mem(self.allocated_bytes);

@@ -274,6 +274,13 @@ fn statuses(view: &WorkerView) -> Vec<(RegionId, FlushStatusView)> {
 }
 
 fn status_problem(region_id: RegionId, status: &FlushStatusView) -> Option<String> {
+    if status.running_epoch.is_none() && status.pending_task {
+        return Some(format!(
+            "{region_id}: expected a pending flush task to have a job started for it, \
+             saw it waiting with no job running ({} ddls, {} writes waiting)",
+            status.pending_ddls, status.pending_writes
+        ));
+    }
     if status.running_epoch.is_none() && !status.pending_task {
         return Some(format!(
             "{region_id}: expected a flush status to be flushing or to have a pending task, \

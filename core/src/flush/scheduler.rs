@@ -158,6 +158,12 @@ impl FlushScheduler {
     /// The seed's invariant: a region in the map is flushing or waits to.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (region_id, status) in &self.statuses {
+            if status.running_epoch.is_none() && status.pending_task.is_some() {
+                return Err(format!(
+                    "{region_id} has a pending flush task but no running job: \
+                     nothing will start it"
+                ));
+            }
             if status.running_epoch.is_none() && status.pending_task.is_none() {
                 return Err(format!(
                     "{region_id} has a flush status with no running job and no pending task \

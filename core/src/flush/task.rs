@@ -93,6 +93,7 @@ async fn run_flush(env: FlushEnv, snapshot: FlushSnapshot) {
             tracing::warn!(%region_id, %error, "flush failed");
             env.ports.events.record(CoreEvent::FlushFailed {
                 region_id,
+                epoch,
                 reason: error.to_string(),
             });
             BackgroundNotify::FlushFailed(FlushFailed {
@@ -137,6 +138,7 @@ async fn write_and_commit(
         .map_err(|source| FlushError::Manifest { region_id, source })?;
     env.ports.events.record(CoreEvent::FlushCommitted {
         region_id,
+        epoch: snapshot.epoch,
         flushed_entry_id,
         files: edit.files_to_add.len(),
     });

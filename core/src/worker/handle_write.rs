@@ -146,16 +146,14 @@ impl RegionWorker {
                 r.version.mutable_bytes() > 0 && !self.scheduler.is_flush_requested(**id)
             })
             .map(|(id, r)| (r.version.mutable_bytes(), *id));
-        let picked = if smallest {
-            candidates.min()
-        } else {
-            candidates.max()
-        };
-        if let Some((_, region_id)) = picked {
-            self.env
-                .ports
-                .events
-                .record(CoreEvent::EngineFullFlush { region_id });
+        let largest = candidates.clone().max();
+        let picked = if smallest { candidates.min() } else { largest };
+        if let (Some((picked_bytes, region_id)), Some((largest_bytes, _))) = (picked, largest) {
+            self.env.ports.events.record(CoreEvent::EngineFullFlush {
+                region_id,
+                picked_bytes,
+                largest_bytes,
+            });
             self.flush_for(region_id, FlushReason::EngineFull);
         }
     }

@@ -58,6 +58,19 @@ impl SimEvents {
                     }
                 });
             }
+            CoreEvent::EngineFullFlush {
+                region_id,
+                picked_bytes,
+                largest_bytes,
+            } if picked_bytes < largest_bytes => {
+                self.world.violation(
+                    "scheduler_state",
+                    format!(
+                        "expected an engine-full flush to pick the largest mutable memtable \
+                         ({largest_bytes} bytes), saw {region_id} picked with {picked_bytes} bytes"
+                    ),
+                );
+            }
             _ => {}
         }
     }

@@ -22,7 +22,6 @@ use flush_core::ids::{sst_path, RegionId};
 use flush_core::local::block_on;
 use flush_core::manifest::{LeaderState, RegionManifest};
 use flush_core::memtable::{Row, RowValue};
-use flush_core::ports::ObjectStore;
 use flush_core::request::{Output, Request};
 use flush_core::sst;
 use flush_core::worker::WorkerConfig;

@@ -1,1 +1,15 @@
 //! Test support for flush-tests.
+//!
+//! - [`model`]: reference models of the write-buffer manager and of one
+//!   region worker, written for clarity.
+//! - [`ops`]: op sequences run against `LocalEngine` and the model side by
+//!   side, checked after every step; shared by the proptest suites, the
+//!   cargo-fuzz target and the fuzz regression replays.
+//! - [`fuzz_input`] (feature `arbitrary`): fuzz input bytes ⇄ op sequences.
+//! - [`memory_store`]: an in-memory object store, so a run touches no disk.
+
+#[cfg(feature = "arbitrary")]
+pub mod fuzz_input;
+pub mod memory_store;
+pub mod model;
+pub mod ops;

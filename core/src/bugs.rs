@@ -47,6 +47,8 @@ planted_bugs! {
     SeedFaithfulScheduleNext = "seed-faithful-schedule-next": "seed behaviour: schedule_next_flush tries only the first region with a pending task, even one still flushing, so another waiting region gets no job",
     WalTruncatePastFlushed = "wal-truncate-past-flushed": "after a flush the WAL is truncated one entry past the flushed entry id",
     AckBeforeWalDurable = "ack-before-wal-durable": "a write is acknowledged before its WAL append is durable",
+    FlushedEntryBeforeSstDurable = "flushed-entry-before-sst-durable": "a flush hands its SST put to the background and commits the flushed entry id without waiting for the SST to be durable",
+    ReplayIgnoresFlushedMarks = "replay-ignores-flushed-marks": "opening a region replays the whole WAL, also entries already in SSTs or truncated",
 }
 
 impl fmt::Display for PlantedBug {

@@ -1,6 +1,7 @@
 //! The actors that drive the engine: workload clients, the fault injector
 //! and the periodic ticker. Every request goes through a [`Requester`],
-//! which records it and its reply in the ledger and the trace.
+//! which records it and its reply in the ledger and the trace — or, when the
+//! engine crashed with it in flight, records it as interrupted.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,7 +13,7 @@ use flush_core::ids::{RegionId, RequestId};
 use flush_core::memtable::RowValue;
 use flush_core::request::{ClientRequest, Reply, Request, Responder};
 use futures::channel::{mpsc, oneshot};
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture, Either};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rand::Rng;
@@ -20,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::ledger::{Origin, Outcome};
 use crate::plan::{FaultClass, Workload};
+use crate::world::crash::CrashSignal;
 use crate::world::notifier::WorkerRouter;
 use crate::world::{sleep, DuringFlush, World};
 
@@ -37,8 +39,8 @@ impl Requester {
 
     /// Sends `request` and waits for its reply.
     pub async fn call(&self, origin: Origin, request: Request) -> Outcome {
-        let (id, receiver) = self.send(origin, request);
-        self.await_reply(id, receiver).await
+        let (id, sent) = self.send(origin, request);
+        self.await_reply(id, sent).await
     }
 
     /// Writes rows `(series, ts)`; each row's value is its ledger row id.
@@ -49,7 +51,8 @@ impl Requester {
         rows: Vec<(String, i64)>,
     ) -> Outcome {
         let now_us = self.world.now_us();
-        let (id, request) = self.world.with(|state| {
+        let (id, request, generation, crashed) = self.world.with(|state| {
+            let (generation, crashed) = state.crash.watch();
             let first_row_id = state.ledger.peek_next_row_id();
             let rows: Vec<RowValue> = rows
                 .into_iter()
@@ -62,35 +65,54 @@ impl Requester {
                 .collect();
             let request = Request::Write { region_id, rows };
             let step = state.trace.next_step();
-            let id = state.ledger.issue(origin, &request, step, now_us);
+            let id = state
+                .ledger
+                .issue(origin, &request, step, now_us, generation);
             state
                 .trace
                 .record(now_us, "request", describe_request(id, origin, &request));
-            (id, request)
+            (id, request, generation, crashed)
         });
-        let receiver = self.deliver(id, request);
-        self.await_reply(id, receiver).await
+        let receiver = self.deliver(origin, id, request);
+        let sent = Sent {
+            receiver,
+            generation,
+            crashed,
+        };
+        self.await_reply(id, sent).await
     }
 
-    fn send(&self, origin: Origin, request: Request) -> (RequestId, oneshot::Receiver<Reply>) {
+    fn send(&self, origin: Origin, request: Request) -> (RequestId, Sent) {
         let now_us = self.world.now_us();
-        let id = self.world.with(|state| {
+        let (id, generation, crashed) = self.world.with(|state| {
+            let (generation, crashed) = state.crash.watch();
             let step = state.trace.next_step();
-            let id = state.ledger.issue(origin, &request, step, now_us);
+            let id = state
+                .ledger
+                .issue(origin, &request, step, now_us, generation);
             state
                 .trace
                 .record(now_us, "request", describe_request(id, origin, &request));
-            id
+            (id, generation, crashed)
         });
-        (id, self.deliver(id, request))
+        let receiver = self.deliver(origin, id, request);
+        let sent = Sent {
+            receiver,
+            generation,
+            crashed,
+        };
+        (id, sent)
     }
 
-    fn deliver(&self, id: RequestId, request: Request) -> oneshot::Receiver<Reply> {
+    fn deliver(&self, origin: Origin, id: RequestId, request: Request) -> oneshot::Receiver<Reply> {
         let (responder, receiver) = Responder::new(id);
-        if let Err(refused) = self
-            .router
-            .send_client(ClientRequest { request, responder })
-        {
+        let request = ClientRequest { request, responder };
+        let sent = if origin == Origin::Restart {
+            self.router.send_client_now(request)
+        } else {
+            self.router.send_client(request)
+        };
+        if let Err(refused) = sent {
             // The engine is gone; the simulation answers for it.
             let region_id = refused.request.region_id();
             refused
@@ -100,8 +122,27 @@ impl Requester {
         receiver
     }
 
-    async fn await_reply(&self, id: RequestId, receiver: oneshot::Receiver<Reply>) -> Outcome {
-        let reply = receiver.await.ok();
+    /// Waits for the reply, or for the engine the request went to to crash.
+    /// A reply already sent when it crashed still counts: the engine
+    /// answered before it died (nothing on a killed node runs afterwards,
+    /// and the crashed workers are kept, so nothing answers for them).
+    async fn await_reply(&self, id: RequestId, sent: Sent) -> Outcome {
+        let Sent {
+            receiver,
+            generation,
+            crashed,
+        } = sent;
+        let reply = match future::select(receiver, crashed).await {
+            Either::Left((Ok(reply), _)) => Some(reply),
+            Either::Left((Err(_), _)) if self.world.generation() > generation => {
+                return self.interrupted(id, generation);
+            }
+            Either::Left((Err(_), _)) => None,
+            Either::Right((_, mut receiver)) => match receiver.try_recv() {
+                Ok(Some(reply)) => Some(reply),
+                _ => return self.interrupted(id, generation),
+            },
+        };
         let now_us = self.world.now_us();
         self.world.with(|state| {
             let step = state.trace.next_step();
@@ -115,6 +156,34 @@ impl Requester {
                 .record(now_us, "reply", format!("{} {}", id.0, outcome.describe()));
             outcome
         })
+    }
+}
+
+/// A request on its way: where its reply will come, and the engine
+/// generation it went to with the signal of that generation's crash.
+struct Sent {
+    receiver: oneshot::Receiver<Reply>,
+    generation: u64,
+    crashed: CrashSignal,
+}
+
+impl Requester {
+    /// Records `id`, sent to engine `generation`, as interrupted by the
+    /// crash that ended that engine.
+    fn interrupted(&self, id: RequestId, generation: u64) -> Outcome {
+        let now_us = self.world.now_us();
+        self.world.with(|state| {
+            let crash = state.crash.records.get(generation as usize).copied();
+            debug_assert!(crash.is_some(), "interrupted without a crash");
+            let (crash_step, crash_us) = crash.map_or((state.trace.next_step(), now_us), |crash| {
+                (crash.step, crash.t_us)
+            });
+            state.ledger.interrupt(id, crash_step, crash_us);
+            state
+                .trace
+                .record(now_us, "reply", format!("{} interrupted by a crash", id.0));
+        });
+        Outcome::Interrupted
     }
 }
 

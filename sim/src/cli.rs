@@ -6,7 +6,7 @@
 
 use std::io::Write as _;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -14,9 +14,11 @@ use flush_core::bugs::{Bugs, PlantedBug};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::bench::{bench, BenchOptions, BenchReport};
 use crate::plan::Plan;
 use crate::report::{Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
+use crate::shrink::{shrink, PlanFile, PlanSize, ShrinkOptions};
 use crate::sweep::{parse_seed_range, render_summary, sweep, Shard, SweepOptions};
 
 pub const EXIT_PASS: u8 = 0;
@@ -38,13 +40,17 @@ pub struct Cli {
 pub enum Command {
     /// Run many seeds in parallel; exit 1 if any check fails.
     Sweep(SweepArgs),
-    /// Run one seed alone and print its report.
+    /// Run one seed (or a plan file) alone and print its report.
     Replay(ReplayArgs),
+    /// Shrink a failing seed's plan while it fails the same check; print and
+    /// save the minimal plan for `replay --plan FILE`.
+    Shrink(ShrinkArgs),
     /// Run seeds alone, in reverse order and in parallel; compare trace hashes.
     CheckDeterminism(DeterminismArgs),
     /// List the planted bugs.
     Bugs(BugsArgs),
-    /// Time the pinned standard workload (faults off).
+    /// Time the pinned standard workload: seeds/s, simulated-to-wall time,
+    /// sim overhead over a plain executor, Parquet encoding vs raw arrow-rs.
     Bench(BenchArgs),
 }
 
@@ -106,7 +112,8 @@ pub struct SweepArgs {
 pub struct ReplayArgs {
     #[arg(long, required_unless_present = "plan")]
     pub seed: Option<u64>,
-    /// Run the plan in this JSON file instead of the seed's.
+    /// Run the plan in this JSON file instead of the seed's (a plan as
+    /// `--print-plan` prints it, or as `shrink` saves it, with its bugs).
     #[arg(long, value_name = "FILE", conflicts_with = "seed")]
     pub plan: Option<PathBuf>,
     #[command(flatten)]
@@ -114,12 +121,34 @@ pub struct ReplayArgs {
     /// Print the full event trace.
     #[arg(long)]
     pub trace: bool,
-    /// Write the event trace as JSON to FILE.
+    /// Write the run's timeline to FILE: Chrome trace event JSON, one track
+    /// per worker and per region, in simulated time (open in Perfetto).
     #[arg(long, value_name = "FILE")]
     pub timeline: Option<PathBuf>,
-    /// Print the plan as JSON (to save it for `--plan`) and exit.
+    /// Print the plan as JSON, with the bugs asked for (to save it for
+    /// `--plan`), and exit.
     #[arg(long)]
     pub print_plan: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShrinkArgs {
+    #[arg(long, required_unless_present = "plan")]
+    pub seed: Option<u64>,
+    /// Shrink the plan in this JSON file instead of the seed's.
+    #[arg(long, value_name = "FILE", conflicts_with = "seed")]
+    pub plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub bug: BugArgs,
+    /// Where to save the minimal plan (default: shrunk-seed-S.json).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Runs the shrinker may spend.
+    #[arg(long, default_value_t = crate::shrink::DEFAULT_MAX_RUNS)]
+    pub max_runs: usize,
+    /// Print one JSON object (sizes, changes kept, the minimal plan).
     #[arg(long)]
     pub json: bool,
 }
@@ -145,9 +174,16 @@ pub struct BugsArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Runs of the standard workload.
-    #[arg(long, default_value_t = 3)]
-    pub runs: u64,
+    /// Standard seeds timed for seeds/s and simulated-to-wall time.
+    #[arg(long, default_value_t = crate::bench::BenchOptions::default().seeds)]
+    pub seeds: u64,
+    /// Direct/simulated run pairs for the overhead ratio.
+    #[arg(long, default_value_t = crate::bench::BenchOptions::default().pairs)]
+    pub pairs: u64,
+    /// Rounds of the Parquet comparison.
+    #[arg(long, default_value_t = crate::bench::BenchOptions::default().parquet_rounds)]
+    pub parquet_rounds: u64,
+    /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
 }
@@ -158,6 +194,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Sweep(args) => cmd_sweep(&args),
         Command::Replay(args) => cmd_replay(&args),
+        Command::Shrink(args) => cmd_shrink(&args),
         Command::CheckDeterminism(args) => cmd_check_determinism(&args),
         Command::Bugs(args) => cmd_bugs(&args),
         Command::Bench(args) => cmd_bench(&args),
@@ -244,26 +281,32 @@ fn cmd_sweep(args: &SweepArgs) -> u8 {
     verdict(summary.passed())
 }
 
-fn load_plan(args: &ReplayArgs) -> Result<Plan, String> {
-    match (&args.plan, args.seed) {
+/// The plan of `--plan FILE` or `--seed S`, and the bugs to plant: the
+/// file's and `--bug`'s together.
+pub fn load_plan(
+    plan_file: Option<&Path>,
+    seed: Option<u64>,
+    bug: &BugArgs,
+) -> Result<(Plan, Bugs), String> {
+    match (plan_file, seed) {
         (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| format!("cannot read plan {}: {error}", path.display()))?;
-            serde_json::from_str(&text)
-                .map_err(|error| format!("plan {} is not a valid plan: {error}", path.display()))
+            let file = PlanFile::read(path)?;
+            let bugs = file.bugs()?;
+            let bugs = bug.bugs().iter().fold(bugs, |bugs, bug| bugs.with(bug));
+            Ok((file.plan, bugs))
         }
-        (None, Some(seed)) => Ok(args.bug.workload.plan(seed)),
+        (None, Some(seed)) => Ok((bug.workload.plan(seed), bug.bugs())),
         (None, None) => Err("give --seed S or --plan FILE".to_string()),
     }
 }
 
 fn cmd_replay(args: &ReplayArgs) -> u8 {
-    let plan = match load_plan(args) {
-        Ok(plan) => plan,
+    let (plan, bugs) = match load_plan(args.plan.as_deref(), args.seed, &args.bug) {
+        Ok(loaded) => loaded,
         Err(message) => return usage_error(&message),
     };
     if args.print_plan {
-        return if print_json(&plan) {
+        return if print_json(&PlanFile::new(plan, bugs)) {
             EXIT_PASS
         } else {
             EXIT_FAIL
@@ -281,15 +324,13 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
         keep_trace,
         workload: args.bug.workload,
     };
-    let mut report = run_with(&plan, args.bug.bugs(), options);
+    let mut report = run_with(&plan, bugs, options);
     if let Some(path) = &args.plan {
         // The plan may have been edited: the seed alone would not replay it.
-        let seed_part = format!("--seed {}", plan.seed);
-        let plan_part = format!("--plan {}", path.display());
-        report.replay = report.replay.replacen(&seed_part, &plan_part, 1);
+        report.replay = plan_replay_line(path);
     }
     if let Some(path) = &args.timeline {
-        if let Err(message) = write_timeline(path, &report) {
+        if let Err(message) = write_timeline(path, &plan, &report) {
             eprintln!("error: {message}");
             return EXIT_FAIL;
         }
@@ -311,8 +352,138 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
     verdict(report.passed)
 }
 
-fn write_timeline(path: &PathBuf, report: &Report) -> Result<(), String> {
-    let text = serde_json::to_string(&report.trace)
+/// The command that replays a plan file (which names its own bugs).
+fn plan_replay_line(path: &Path) -> String {
+    format!(
+        "cargo run -p flush-sim --release -- replay --plan {}",
+        path.display()
+    )
+}
+
+#[derive(Serialize)]
+struct ShrinkReport {
+    seed: u64,
+    bugs: Vec<String>,
+    check: String,
+    original_size: PlanSize,
+    minimal_size: PlanSize,
+    original_total: u64,
+    minimal_total: u64,
+    factor: f64,
+    runs: usize,
+    budget_exhausted: bool,
+    kept: Vec<String>,
+    saved: String,
+    replay: String,
+    minimal_plan: PlanFile,
+}
+
+fn cmd_shrink(args: &ShrinkArgs) -> u8 {
+    let (plan, bugs) = match load_plan(args.plan.as_deref(), args.seed, &args.bug) {
+        Ok(loaded) => loaded,
+        Err(message) => return usage_error(&message),
+    };
+    if args.max_runs == 0 {
+        return usage_error("--max-runs must be at least 1");
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("shrunk-seed-{}.json", plan.seed)));
+    let options = ShrinkOptions {
+        bugs,
+        max_runs: args.max_runs,
+        run: RunOptions {
+            keep_trace: false,
+            workload: args.bug.workload,
+        },
+    };
+    if !args.json {
+        eprintln!(
+            "shrinking seed {} ({}), faults: {}",
+            plan.seed, plan.workload.name, plan.faults
+        );
+    }
+    let quiet = args.json;
+    let shrunk = shrink(&plan, &options, |step| {
+        if quiet || !step.kept {
+            return;
+        }
+        if let Some(size) = step.size {
+            eprintln!(
+                "  run {:>3}: kept {:<40} size {size}",
+                step.run, step.change
+            );
+        }
+    });
+    let shrunk = match shrunk {
+        Ok(shrunk) => shrunk,
+        Err(report) => {
+            if args.json {
+                let _ = print_json(&report);
+            } else {
+                print!("{}", report.render());
+                println!("nothing to shrink: the plan passes");
+            }
+            return EXIT_PASS;
+        }
+    };
+    let file = PlanFile::new(shrunk.minimal.clone(), bugs);
+    if let Err(message) = file.write(&out) {
+        eprintln!("error: {message}");
+        return EXIT_USAGE;
+    }
+    let replay = plan_replay_line(&out);
+    if args.json {
+        let report = ShrinkReport {
+            seed: plan.seed,
+            bugs: file.bugs.clone(),
+            check: shrunk.check.clone(),
+            original_size: shrunk.original_size,
+            minimal_size: shrunk.minimal_size,
+            original_total: shrunk.original_size.total(),
+            minimal_total: shrunk.minimal_size.total(),
+            factor: shrunk.factor(),
+            runs: shrunk.runs,
+            budget_exhausted: shrunk.budget_exhausted,
+            kept: shrunk.kept.clone(),
+            saved: out.display().to_string(),
+            replay,
+            minimal_plan: file,
+        };
+        return if print_json(&report) {
+            EXIT_FAIL
+        } else {
+            EXIT_USAGE
+        };
+    }
+    println!("{}", file.to_json());
+    let failed = shrunk
+        .report
+        .first_failure()
+        .map_or(String::new(), |check| check.message.clone());
+    println!(
+        "shrunk seed {} failing {}: plan size {} -> {} ({:.1}x smaller) in {} runs{}",
+        plan.seed,
+        shrunk.check,
+        shrunk.original_size,
+        shrunk.minimal_size,
+        shrunk.factor(),
+        shrunk.runs,
+        if shrunk.budget_exhausted {
+            " (run budget spent; --max-runs raises it)"
+        } else {
+            ""
+        }
+    );
+    println!("minimal failure: {failed}");
+    println!("saved: {}", out.display());
+    println!("replay: {replay}");
+    EXIT_FAIL
+}
+
+fn write_timeline(path: &PathBuf, plan: &Plan, report: &Report) -> Result<(), String> {
+    let text = serde_json::to_string(&crate::timeline::chrome_trace(plan, report))
         .map_err(|error| format!("cannot render the timeline: {error}"))?;
     std::fs::write(path, text).map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
@@ -458,74 +629,75 @@ fn cmd_bugs(args: &BugsArgs) -> u8 {
     EXIT_PASS
 }
 
-#[derive(Serialize)]
-struct BenchReport {
-    workload: String,
-    runs: u64,
-    wall_ms_mean: f64,
-    sim_ms_mean: f64,
-    flushes_mean: f64,
-    requests_mean: f64,
-    rows_per_wall_s: f64,
-    all_passed: bool,
-}
-
 fn cmd_bench(args: &BenchArgs) -> u8 {
-    if args.runs == 0 {
-        return usage_error("--runs must be at least 1");
+    if args.seeds == 0 || args.pairs == 0 || args.parquet_rounds == 0 {
+        return usage_error("--seeds, --pairs and --parquet-rounds must be at least 1");
     }
-    let mut wall_ms = 0u64;
-    let mut sim_ms = 0u64;
-    let mut flushes = 0u64;
-    let mut requests = 0u64;
-    let mut rows = 0u64;
-    let mut all_passed = true;
-    let mut workload = String::new();
-    for seed in 0..args.runs {
-        let plan = Plan::standard(seed).without_faults();
-        workload = plan.workload.name.clone();
-        let report = run_with(
-            &plan,
-            Bugs::NONE,
-            RunOptions {
-                keep_trace: false,
-                workload: WorkloadChoice::Standard,
-            },
-        );
-        all_passed &= report.passed;
-        wall_ms += report.wall_ms;
-        sim_ms += report.sim_ms;
-        flushes += report.flushes;
-        requests += report.requests.issued;
-        rows += report.rows_checked;
-    }
-    let runs = args.runs as f64;
-    let bench = BenchReport {
-        workload,
-        runs: args.runs,
-        wall_ms_mean: wall_ms as f64 / runs,
-        sim_ms_mean: sim_ms as f64 / runs,
-        flushes_mean: flushes as f64 / runs,
-        requests_mean: requests as f64 / runs,
-        rows_per_wall_s: rows as f64 / (wall_ms.max(1) as f64 / 1_000.0),
-        all_passed,
+    let options = BenchOptions {
+        seeds: args.seeds,
+        pairs: args.pairs,
+        parquet_rounds: args.parquet_rounds,
     };
+    let quiet = args.json;
+    let report = bench(&options, |stage| {
+        if !quiet {
+            eprintln!("timing {stage} ...");
+        }
+    });
     if args.json {
-        if !print_json(&bench) {
+        if !print_json(&report) {
             return EXIT_FAIL;
         }
     } else {
-        println!(
-            "{}: {} runs, {:.0} ms wall and {:.0} ms simulated per run, {:.1} flushes, {:.0} requests, {:.0} rows/s{}",
-            bench.workload,
-            bench.runs,
-            bench.wall_ms_mean,
-            bench.sim_ms_mean,
-            bench.flushes_mean,
-            bench.requests_mean,
-            bench.rows_per_wall_s,
-            if bench.all_passed { "" } else { " (SOME RUNS FAILED)" }
+        print!("{}", render_bench(&report));
+    }
+    verdict(report.all_passed)
+}
+
+fn render_bench(report: &BenchReport) -> String {
+    use std::fmt::Write as _;
+    let met = |ok: bool| if ok { "met" } else { "MISSED" };
+    let t = &report.targets;
+    let s = &report.standard;
+    let o = &report.overhead;
+    let p = &report.parquet;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} on {} cores{}",
+        report.workload,
+        report.cores,
+        if report.all_passed {
+            ""
+        } else {
+            " (SOME RUNS FAILED)"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  seeds/s/core    {:>8.1}  (target >= {}: {}) {} seeds, median {:.1} ms, {:.0} requests, {:.0} faults, {:.0} flushes each",
+        report.seeds_per_sec, t.seeds_per_sec_min, met(t.seeds_per_sec_met),
+        s.seeds, s.wall_ms_median, s.requests_mean, s.faults_mean, s.flushes_mean
+    );
+    let _ = writeln!(out, "  sim/wall time   {:>8.1}x", report.sim_to_wall);
+    if let (Some(seeds), Some(overhead)) = (report.seeds_per_cpu_sec, report.overhead_ratio_cpu) {
+        let _ = writeln!(
+            out,
+            "  by CPU time     {seeds:>8.1} seeds/s, overhead {overhead:.2}x (unskewed by other load)"
         );
     }
-    verdict(bench.all_passed)
+    let _ = writeln!(
+        out,
+        "  sim overhead    {:>8.2}x (target <= {}: {}) median {:.1} ms simulated vs {:.1} ms direct; flushes {:.0} vs {:.0}, requests {:.0} vs {:.0}",
+        report.overhead_ratio, t.overhead_ratio_max, met(t.overhead_ratio_met),
+        o.sim_ms_median, o.direct_ms_median, o.sim_flushes_mean, o.direct_flushes_mean,
+        o.sim_requests_mean, o.direct_requests_mean
+    );
+    let _ = writeln!(
+        out,
+        "  parquet ratio   {:>8.2}x (target >= {}: {}) {} x {} rows: ours {:.1} ms, bare ArrowWriter {:.1} ms",
+        report.parquet_ratio, t.parquet_ratio_min, met(t.parquet_ratio_met),
+        p.batches, p.rows_per_batch, p.ours_ms_median, p.raw_ms_median
+    );
+    out
 }

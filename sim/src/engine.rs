@@ -6,13 +6,16 @@
 //! handles a request, so whoever inspects a worker sees it between two
 //! requests, the points where the core's invariants must hold.
 //!
-//! The engine runs on a node of its own, so a crash (issue 8) can kill it
-//! and everything it spawned (flush jobs included) in one go and start a
-//! new one from the same world.
+//! The engine runs on a node of its own, so a crash can kill it and
+//! everything it spawned (flush jobs included) in one go. An
+//! [`EngineGeneration`] is one engine with its own buffer manager and event
+//! sink over the world's durable stores; [`Engines`] holds the one running
+//! now and keeps the crashed ones until the run ends (unpolled, so nothing
+//! of theirs answers or reports anything).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flush_core::buffer::WriteBufferManager;
@@ -29,8 +32,140 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::JoinHandle;
 
 use crate::plan::Workload;
+use crate::world::clock::SimClock;
+use crate::world::events::SimEvents;
+use crate::world::fault_points::SimFaultPoints;
+use crate::world::jobs::SimJobScheduler;
+use crate::world::manifests::SimManifestStore;
 use crate::world::notifier::{WorkerInbox, WorkerRouter};
+use crate::world::objects::SimObjectStore;
+use crate::world::wal::SimWal;
 use crate::world::World;
+
+/// The durable part of the world: what survives a crash.
+#[derive(Clone)]
+pub struct Stores {
+    pub wal: SimWal,
+    pub objects: SimObjectStore,
+    pub manifests: SimManifestStore,
+}
+
+impl Stores {
+    pub fn new(world: &Arc<World>) -> Stores {
+        let wal = SimWal::new(world.clone());
+        Stores {
+            objects: SimObjectStore::new(world.clone()),
+            manifests: SimManifestStore::new(world.clone(), wal.clone()),
+            wal,
+        }
+    }
+}
+
+/// One engine from start to crash (or to the end of the run).
+pub struct EngineGeneration {
+    /// 0 for the first engine, then one more per crash.
+    pub number: u64,
+    pub engine: Engine,
+    pub buffer: Arc<WriteBufferManager>,
+    events: Arc<SimEvents>,
+}
+
+impl EngineGeneration {
+    /// A fresh engine over `stores`: new buffer manager, new workers on a
+    /// new node, their queues behind `router`. Must run inside the runtime.
+    pub fn start(
+        number: u64,
+        workload: &Workload,
+        bugs: Bugs,
+        world: &Arc<World>,
+        router: &Arc<WorkerRouter>,
+        stores: &Stores,
+    ) -> EngineGeneration {
+        let events = Arc::new(SimEvents::new(world.clone()));
+        let buffer = Arc::new(
+            WriteBufferManager::new(workload.global_buffer_bytes).with_notifier(router.clone()),
+        );
+        events.watch_buffer(buffer.clone());
+        let ports = Ports {
+            jobs: Arc::new(SimJobScheduler::new(world.clone())),
+            objects: Arc::new(stores.objects.clone()),
+            manifests: Arc::new(stores.manifests.clone()),
+            wal: Arc::new(stores.wal.clone()),
+            clock: Arc::new(SimClock::new(world.clone())),
+            faults: Arc::new(SimFaultPoints::new(world.clone())),
+            events: events.clone(),
+        };
+        let engine = Engine::start(
+            workload,
+            bugs,
+            ports,
+            router.clone(),
+            buffer.clone(),
+            world.clone(),
+        );
+        EngineGeneration {
+            number,
+            engine,
+            buffer,
+            events,
+        }
+    }
+
+    /// Kills the engine's node: every worker loop and flush job stops where
+    /// it is, and the engine reports nothing more.
+    pub fn kill(&self) {
+        self.events.mute();
+        Handle::current().kill(self.engine.node.id());
+    }
+}
+
+/// The engine running now, and the crashed ones.
+pub struct Engines {
+    current: Mutex<Arc<EngineGeneration>>,
+    crashed: Mutex<Vec<Arc<EngineGeneration>>>,
+}
+
+impl Engines {
+    pub fn new(first: EngineGeneration) -> Engines {
+        Engines {
+            current: Mutex::new(Arc::new(first)),
+            crashed: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn current(&self) -> Arc<EngineGeneration> {
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Makes `next` the running engine; the previous one, already killed,
+    /// is kept until [`Self::bury`].
+    pub fn replace(&self, next: EngineGeneration) {
+        let previous = std::mem::replace(
+            &mut *self
+                .current
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            Arc::new(next),
+        );
+        self.crashed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(previous);
+    }
+
+    /// Drops the crashed engines. Their workers then answer what they still
+    /// hold, but every request of theirs was recorded as interrupted at the
+    /// crash and nobody listens any more.
+    pub fn bury(&self) {
+        self.crashed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+}
 
 type SharedWorker = Arc<AsyncMutex<RegionWorker>>;
 
@@ -46,7 +181,7 @@ pub struct Engine {
     router: Arc<WorkerRouter>,
     workers: Vec<SharedWorker>,
     memory_freed_flags: Vec<Arc<AtomicBool>>,
-    loops: Vec<JoinHandle<()>>,
+    loops: Mutex<Vec<JoinHandle<()>>>,
     node: NodeHandle,
 }
 
@@ -93,13 +228,13 @@ impl Engine {
             router,
             workers,
             memory_freed_flags,
-            loops,
+            loops: Mutex::new(loops),
             node,
         }
     }
 
-    /// The node the workers and their flush jobs run on; killing it is how
-    /// a crash (issue 8) will take the whole engine down at once.
+    /// The node the workers and their flush jobs run on; killing it takes
+    /// the whole engine down at once.
     pub fn node(&self) -> &NodeHandle {
         &self.node
     }
@@ -141,19 +276,18 @@ impl Engine {
 
     /// Closes every queue and waits for the workers to drain, shut down and
     /// drop their regions. Returns whether all of them stopped in time.
-    pub async fn stop(self, patience: Duration) -> bool {
+    pub async fn stop(&self, patience: Duration) -> bool {
         self.router.close_all();
-        let Engine {
-            world,
-            workers,
-            loops,
-            ..
-        } = self;
-        drop(workers);
+        let loops = std::mem::take(
+            &mut *self
+                .loops
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
         let stopped = madsim::time::timeout(patience, futures::future::join_all(loops))
             .await
             .is_ok();
-        world.trace("engine", format!("stopped: {stopped}"));
+        self.world.trace("engine", format!("stopped: {stopped}"));
         stopped
     }
 }

@@ -5,6 +5,11 @@
 //! reply at step 10 and another request was issued at step 11, the worker
 //! handled the first before it even received the second. The row oracle
 //! relies on that to decide which truncates and drops a write precedes.
+//!
+//! A request in flight when the engine crashed is *interrupted*: no reply
+//! will come and its effect is unknown (a write's rows may or may not have
+//! survived). That is not a lost request: nobody dropped its sender, the
+//! engine holding it died.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +30,8 @@ pub enum Origin {
     Injector,
     /// Reopening regions before the final checks.
     Final,
+    /// Reopening regions after a crash.
+    Restart,
 }
 
 /// What became of a request.
@@ -38,6 +45,9 @@ pub enum Outcome {
     },
     /// The reply sender was dropped without an answer.
     Lost,
+    /// The engine crashed with the request in flight: no answer, effect
+    /// unknown.
+    Interrupted,
 }
 
 impl Outcome {
@@ -61,6 +71,7 @@ impl Outcome {
             }) => format!("ok entry={entry_id} seq={first_sequence} rows={rows}"),
             Outcome::Err { kind, message } => format!("err {}: {message}", kind.as_str()),
             Outcome::Lost => "LOST (reply sender dropped)".to_string(),
+            Outcome::Interrupted => "interrupted by a crash".to_string(),
         }
     }
 }
@@ -81,8 +92,11 @@ pub struct LedgerEntry {
     pub region_id: RegionId,
     pub issued_step: u64,
     pub issued_us: u64,
+    /// The engine generation the request was sent to.
+    pub generation: u64,
     pub write: Option<WriteRows>,
     pub outcome: Outcome,
+    /// When the reply was seen; for an interrupted request, its crash.
     pub replied_step: Option<u64>,
     pub replied_us: Option<u64>,
     /// Replies received; anything but 1 at the end is a violation.
@@ -96,6 +110,8 @@ impl LedgerEntry {
     }
 
     /// The step by which the worker had certainly handled this request.
+    /// An interrupted request is settled at its crash: whatever it did, it
+    /// did on the engine that died then.
     pub fn settled_step(&self) -> Option<u64> {
         match self.outcome {
             Outcome::Pending | Outcome::Lost => None,
@@ -114,6 +130,9 @@ pub struct RequestCounts {
     pub duplicated: u64,
     /// Still without a reply when the run ended.
     pub pending: u64,
+    /// In flight when the engine crashed.
+    #[serde(default)]
+    pub interrupted: u64,
 }
 
 impl RequestCounts {
@@ -124,6 +143,7 @@ impl RequestCounts {
         self.lost += other.lost;
         self.duplicated += other.duplicated;
         self.pending += other.pending;
+        self.interrupted += other.interrupted;
     }
 }
 
@@ -144,6 +164,7 @@ impl Ledger {
         request: &Request,
         step: u64,
         now_us: u64,
+        generation: u64,
     ) -> RequestId {
         self.next_request_id += 1;
         let id = RequestId(self.next_request_id);
@@ -168,6 +189,7 @@ impl Ledger {
                 region_id: request.region_id(),
                 issued_step: step,
                 issued_us: now_us,
+                generation,
                 write,
                 outcome: Outcome::Pending,
                 replied_step: None,
@@ -208,6 +230,31 @@ impl Ledger {
         entry.replied_us = Some(now_us);
     }
 
+    /// Records that the engine crashed with `id` in flight, at trace step
+    /// `crash_step`.
+    pub fn interrupt(&mut self, id: RequestId, crash_step: u64, now_us: u64) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            debug_assert!(false, "interrupt of unknown {id}");
+            return;
+        };
+        if !entry.outcome.is_pending() {
+            return;
+        }
+        self.pending = self.pending.saturating_sub(1);
+        self.last_reply_us = self.last_reply_us.max(now_us);
+        entry.outcome = Outcome::Interrupted;
+        entry.replied_step = Some(crash_step);
+        entry.replied_us = Some(now_us);
+    }
+
+    /// Requests sent to an engine generation before `generation` that are
+    /// still waiting.
+    pub fn pending_before(&self, generation: u64) -> usize {
+        self.pending()
+            .filter(|entry| entry.generation < generation)
+            .count()
+    }
+
     pub fn get(&self, id: RequestId) -> Option<&LedgerEntry> {
         self.entries.get(&id)
     }
@@ -241,6 +288,7 @@ impl Ledger {
                 Outcome::Ok(_) => counts.ok += 1,
                 Outcome::Err { .. } => counts.err += 1,
                 Outcome::Lost => counts.lost += 1,
+                Outcome::Interrupted => counts.interrupted += 1,
             }
         }
         counts
@@ -268,8 +316,8 @@ mod tests {
     #[test]
     fn rows_are_numbered_across_writes() {
         let mut ledger = Ledger::default();
-        let a = ledger.issue(Origin::Client(0), &write(3), 1, 0);
-        let b = ledger.issue(Origin::Client(0), &write(2), 2, 0);
+        let a = ledger.issue(Origin::Client(0), &write(3), 1, 0, 0);
+        let b = ledger.issue(Origin::Client(0), &write(2), 2, 0, 0);
         assert_eq!(
             ledger
                 .get(a)
@@ -290,10 +338,10 @@ mod tests {
     #[test]
     fn counts_classify_outcomes() {
         let mut ledger = Ledger::default();
-        let ok = ledger.issue(Origin::Client(0), &write(1), 1, 0);
-        let err = ledger.issue(Origin::Client(0), &write(1), 2, 0);
-        let lost = ledger.issue(Origin::Client(0), &write(1), 3, 0);
-        let _pending = ledger.issue(Origin::Client(0), &write(1), 4, 0);
+        let ok = ledger.issue(Origin::Client(0), &write(1), 1, 0, 0);
+        let err = ledger.issue(Origin::Client(0), &write(1), 2, 0, 0);
+        let lost = ledger.issue(Origin::Client(0), &write(1), 3, 0, 0);
+        let _pending = ledger.issue(Origin::Client(0), &write(1), 4, 0, 0);
         ledger.reply(ok, Some(&Ok(Output::Done)), 5, 0);
         let error = RequestError::RegionDropped {
             region_id: RegionId(1),

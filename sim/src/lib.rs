@@ -10,26 +10,39 @@
 //!   notifiers, event sink), each injecting its faults and counting them.
 //! - [`engine`]: the workers under test, as madsim tasks on their own node.
 //! - [`actors`]: workload clients, the fault injector, the ticker.
+//! - [`crash`]: the crash actor: kills the engine (aimed at windows inside
+//!   operations), restarts it, reopens every region, checks `recovery`.
 //! - [`run`]: one run, on a fresh madsim runtime on a fresh thread: setup,
 //!   safety phase (faults on), liveness phase (faults off), final checks.
 //! - [`ledger`] and [`oracle`]: every request and its reply; the named
 //!   checks of DESIGN §4.
 //! - [`report`]: the verdict, the trace hash, the replay line.
 //! - [`sweep`]: many seeds in parallel, summed up, with `fault_coverage`.
+//! - [`shrink`]: a failing plan made smaller while it fails the same check.
+//! - [`timeline`]: a run's trace as a Chrome trace file (Perfetto).
+//! - [`catalogue`]: seeds-to-detect for each planted bug, over the sweep's
+//!   own plans.
+//! - [`bench`]: `flushsim bench`: seeds/s, sim overhead over a plain
+//!   executor, Parquet encoding against a bare arrow-rs writer.
 //! - [`cli`]: the `flushsim` command line, a thin layer over the above.
 //!
 //! Tests, fuzz targets and benchmarks call [`run::run`] and
 //! [`sweep::sweep`]; nothing has a harness of its own.
 
 pub mod actors;
+pub mod bench;
+pub mod catalogue;
 pub mod cli;
+pub mod crash;
 pub mod engine;
 pub mod ledger;
 pub mod oracle;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod shrink;
 pub mod sweep;
+pub mod timeline;
 pub mod world;
 
 pub use plan::Plan;

@@ -62,6 +62,8 @@ fn plan_rng(seed: u64) -> ChaCha8Rng {
 /// ChaCha stream numbers: one per independent consumer of randomness.
 pub const STREAM_PLAN: u64 = 1;
 pub const STREAM_WORLD: u64 = 2;
+/// When and where the engine crashes.
+pub const STREAM_CRASH: u64 = 3;
 /// Client `i` uses stream `STREAM_CLIENT_BASE + i`.
 pub const STREAM_CLIENT_BASE: u64 = 100;
 
@@ -228,6 +230,13 @@ pub enum FaultClass {
     NotifyFailure,
     /// An I/O takes much longer than usual.
     SlowIo,
+    /// A WAL append fails and logs nothing.
+    WalAppendFailure,
+    /// The engine is killed (aimed at a crash window, see
+    /// [`crate::world::crash::CrashWindow`]) and restarted: reopen from the
+    /// manifests, replay the WAL. Its probability is the chance of another
+    /// crash after each restart.
+    Crash,
 }
 
 impl FaultClass {
@@ -245,6 +254,8 @@ impl FaultClass {
         FaultClass::FreezeFailure,
         FaultClass::NotifyFailure,
         FaultClass::SlowIo,
+        FaultClass::WalAppendFailure,
+        FaultClass::Crash,
     ];
 
     /// Stable snake_case name, as in JSON.
@@ -262,12 +273,14 @@ impl FaultClass {
             FaultClass::FreezeFailure => "freeze_failure",
             FaultClass::NotifyFailure => "notify_failure",
             FaultClass::SlowIo => "slow_io",
+            FaultClass::WalAppendFailure => "wal_append_failure",
+            FaultClass::Crash => "crash",
         }
     }
 
     /// Range the class's probability is drawn from (log-uniform): per
     /// injector tick for region faults, per operation for the others.
-    fn probability_range(self) -> (f64, f64) {
+    pub fn probability_range(self) -> (f64, f64) {
         match self {
             FaultClass::RegionDrop | FaultClass::RegionClose | FaultClass::RegionTruncate => {
                 (0.01, 0.15)
@@ -278,6 +291,8 @@ impl FaultClass {
             FaultClass::SstPartialObject => (0.01, 0.25),
             FaultClass::NotifyFailure => (0.02, 0.5),
             FaultClass::SlowIo => (0.01, 0.3),
+            FaultClass::WalAppendFailure => (0.002, 0.05),
+            FaultClass::Crash => (0.2, 0.8),
         }
     }
 }

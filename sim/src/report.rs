@@ -48,7 +48,18 @@ pub struct Report {
     /// Core events per mark.
     pub marks: BTreeMap<String, u64>,
     pub flushes: u64,
+    /// SSTs no manifest lists, left at the end.
     pub orphans: u64,
+    /// Orphan SSTs the core purged when it opened a region.
+    #[serde(default)]
+    pub orphans_purged: u64,
+    /// Engine crashes (each also counted under `faults.crash` and, by
+    /// window, under the `crash_*` marks).
+    #[serde(default)]
+    pub crashes: u64,
+    /// Written rows judged by the `recovery` checks after restarts.
+    #[serde(default)]
+    pub rows_recovered_checked: u64,
     pub rows_checked: u64,
     pub sim_ms: u64,
     /// Real time the run took; the only field that differs between runs.
@@ -72,6 +83,17 @@ pub fn replay_line(seed: u64, bugs: Bugs, workload: WorkloadChoice) -> String {
 }
 
 impl Report {
+    /// `window=count` for every crash window hit.
+    pub fn crash_windows(&self) -> Vec<String> {
+        self.marks
+            .iter()
+            .filter_map(|(mark, count)| {
+                let window = mark.strip_prefix("crash_")?;
+                Some(format!("{window}={count}"))
+            })
+            .collect()
+    }
+
     /// The first failed check, if any.
     pub fn first_failure(&self) -> Option<&CheckResult> {
         self.checks.iter().find(|check| !check.passed)
@@ -95,9 +117,19 @@ impl Report {
         let r = &self.requests;
         let _ = writeln!(
             out,
-            "requests: {} issued, {} ok, {} err, {} lost, {} duplicated, {} pending; {} flushes, {} orphans, {} rows checked",
-            r.issued, r.ok, r.err, r.lost, r.duplicated, r.pending, self.flushes, self.orphans, self.rows_checked
+            "requests: {} issued, {} ok, {} err, {} lost, {} duplicated, {} pending, {} interrupted; {} flushes, {} orphans, {} rows checked",
+            r.issued, r.ok, r.err, r.lost, r.duplicated, r.pending, r.interrupted, self.flushes, self.orphans, self.rows_checked
         );
+        if self.crashes > 0 {
+            let _ = writeln!(
+                out,
+                "crashes: {} ({}); {} orphan SSTs purged on open, {} rows judged after reopening",
+                self.crashes,
+                self.crash_windows().join(" "),
+                self.orphans_purged,
+                self.rows_recovered_checked
+            );
+        }
         let injected: Vec<String> = self
             .faults
             .iter()

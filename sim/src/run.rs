@@ -3,7 +3,9 @@
 //!
 //! 1. setup: every region is created;
 //! 2. safety: clients run the workload, the injector and the world inject
-//!    faults, the monitor samples invariants between requests;
+//!    faults, the crash actor kills and restarts the engine (with a
+//!    `recovery` check after each restart), the monitor samples invariants
+//!    between requests;
 //! 3. liveness: faults off, clients stop issuing; every pending request must
 //!    complete within the liveness budget of simulated time;
 //! 4. final: every region is reopened, the engine settles, its state, the
@@ -20,29 +22,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flush_core::buffer::WriteBufferManager;
 use flush_core::bugs::Bugs;
 use flush_core::ids::RegionId;
-use flush_core::ports::Ports;
 use flush_core::request::Request;
 use futures::channel::mpsc;
 use madsim::runtime::Runtime;
 
 use crate::actors::{run_ticker, Client, Injector, Requester};
-use crate::engine::Engine;
+use crate::crash::{CrashActor, CrashContext};
+use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::Origin;
-use crate::oracle::{self, BufferReading, CheckResult, LivenessObservation, Observations, Sampler};
+use crate::oracle::{
+    self, BufferReading, CheckResult, LivenessObservation, Observations, Sampler, SstCache,
+};
 use crate::plan::{stream_rng, FaultClass, Plan, STREAM_CLIENT_BASE};
 use crate::report::{replay_line, Report, WorkloadChoice};
-use crate::world::clock::SimClock;
-use crate::world::events::SimEvents;
-use crate::world::fault_points::SimFaultPoints;
-use crate::world::jobs::SimJobScheduler;
-use crate::world::manifests::SimManifestStore;
 use crate::world::notifier::WorkerRouter;
-use crate::world::objects::SimObjectStore;
 use crate::world::trace::format_hash;
-use crate::world::wal::SimWal;
 use crate::world::{sleep, DuringFlush, World};
 
 /// Interval of the workers' periodic `Tick`.
@@ -189,6 +185,9 @@ fn failed_to_run(
         marks: BTreeMap::new(),
         flushes: 0,
         orphans: 0,
+        orphans_purged: 0,
+        crashes: 0,
+        rows_recovered_checked: 0,
         rows_checked: 0,
         sim_ms: 0,
         wall_ms: 0,
@@ -256,6 +255,7 @@ fn build_report(
                 (class.name().to_string(), count)
             })
             .collect();
+        let orphans_purged = marks.get("orphan_purged").copied().unwrap_or(0);
         Report {
             seed: plan.seed,
             bugs: bugs.iter().map(|bug| bug.name().to_string()).collect(),
@@ -269,6 +269,9 @@ fn build_report(
             flushes: marks.get("flush_committed").copied().unwrap_or(0),
             marks,
             orphans: stats.orphans,
+            orphans_purged,
+            crashes: state.crash.records.len() as u64,
+            rows_recovered_checked: state.crash.recoveries.iter().map(|r| r.rows_checked).sum(),
             rows_checked: stats.rows_checked,
             sim_ms,
             wall_ms: 0,
@@ -279,54 +282,32 @@ fn build_report(
     })
 }
 
-/// The ports, the engine and the stores the oracles read at the end.
+/// The engines (the running one and the crashed ones), the router clients
+/// send through, and the durable stores the oracles read at the end.
 struct Rig {
-    engine: Engine,
+    engines: Arc<Engines>,
     router: Arc<WorkerRouter>,
-    buffer: Arc<WriteBufferManager>,
-    manifests: SimManifestStore,
-    objects: SimObjectStore,
-    wal: SimWal,
+    stores: Stores,
+}
+
+impl Rig {
+    fn current(&self) -> Arc<EngineGeneration> {
+        self.engines.current()
+    }
 }
 
 fn build_rig(plan: &Plan, bugs: Bugs, world: &Arc<World>) -> Rig {
     let workload = &plan.workload;
-    let wal = SimWal::new(world.clone());
-    let objects = SimObjectStore::new(world.clone());
-    let manifests = SimManifestStore::new(world.clone(), wal.clone());
-    let events = Arc::new(SimEvents::new(world.clone()));
+    let stores = Stores::new(world);
     let router = Arc::new(WorkerRouter::new(
         world.clone(),
         workload.notify_retry_limit,
     ));
-    let buffer = Arc::new(
-        WriteBufferManager::new(workload.global_buffer_bytes).with_notifier(router.clone()),
-    );
-    events.watch_buffer(buffer.clone());
-    let ports = Ports {
-        jobs: Arc::new(SimJobScheduler::new(world.clone())),
-        objects: Arc::new(objects.clone()),
-        manifests: Arc::new(manifests.clone()),
-        wal: Arc::new(wal.clone()),
-        clock: Arc::new(SimClock::new(world.clone())),
-        faults: Arc::new(SimFaultPoints::new(world.clone())),
-        events,
-    };
-    let engine = Engine::start(
-        workload,
-        bugs,
-        ports,
-        router.clone(),
-        buffer.clone(),
-        world.clone(),
-    );
+    let first = EngineGeneration::start(0, workload, bugs, world, &router, &stores);
     Rig {
-        engine,
+        engines: Arc::new(Engines::new(first)),
         router,
-        buffer,
-        manifests,
-        objects,
-        wal,
+        stores,
     }
 }
 
@@ -402,6 +383,20 @@ async fn simulate(
     drop(madsim::task::spawn(
         injector().run_during_flush(during_flush),
     ));
+    let crash_context = CrashContext {
+        world: world.clone(),
+        engines: rig.engines.clone(),
+        router: rig.router.clone(),
+        stores: rig.stores.clone(),
+        requester: requester.clone(),
+        workload: workload.clone(),
+        bugs,
+        regions: regions.clone(),
+        ssts: Arc::new(std::sync::Mutex::new(SstCache::default())),
+    };
+    if let Some(crasher) = CrashActor::new(&plan, crash_context, stop.clone()) {
+        drop(madsim::task::spawn(crasher.run()));
+    }
 
     let mut sampler = Sampler::default();
     let safety_deadline_ms = world.now_ms() + workload.safety_budget_ms;
@@ -434,6 +429,8 @@ async fn simulate(
         workload.liveness_budget_ms,
     )
     .await;
+    // A restart begun in the safety phase finishes before the final checks.
+    wait_until(&world, FINAL_PATIENCE_MS, || !world.crash_in_progress()).await;
 
     let pending = world.with(|state| state.ledger.pending_count());
     world.trace(
@@ -459,11 +456,12 @@ async fn simulate(
     )
     .await;
     let quiescent = settle(&world, &rig).await;
-    let inspected = rig
+    let current = rig.current();
+    let inspected = current
         .engine
         .inspect_with_rows(Duration::from_millis(INSPECT_PATIENCE_MS))
         .await;
-    let buffer_at_views = BufferReading::of(&rig.buffer);
+    let buffer_at_views = BufferReading::of(&current.buffer);
     let quiescent = quiescent
         && buffer_at_views.flushes_running == 0
         && world.with(|state| state.ledger.pending_count()) == 0;
@@ -474,18 +472,20 @@ async fn simulate(
         Some((views, rows)) => (Some(views), rows),
         None => (None, BTreeMap::new()),
     };
-    let manifests = rig.manifests.snapshot();
-    let manifest_history = rig.manifests.history();
-    let objects = rig.objects.snapshot();
-    let wal = rig.wal.snapshot();
+    let manifests = rig.stores.manifests.snapshot();
+    let manifest_history = rig.stores.manifests.history();
+    let objects = rig.stores.objects.snapshot();
+    let wal = rig.stores.wal.snapshot();
 
     let shutdown_step = world.trace("phase", "shutdown".to_string());
-    let Rig { engine, buffer, .. } = rig;
-    let stopped = engine
+    let stopped = current
+        .engine
         .stop(Duration::from_millis(INSPECT_PATIENCE_MS))
         .await;
+    let buffer = current.buffer.clone();
     let jobs_done = wait_until(&world, FINAL_PATIENCE_MS, || buffer.flushes_running() == 0).await;
     let buffer_after_teardown = (stopped && jobs_done).then(|| BufferReading::of(&buffer));
+    rig.engines.bury();
     let sim_ms = world.now_ms();
     world.trace("phase", format!("done at {sim_ms} ms"));
     let observed = Observations {
@@ -508,18 +508,28 @@ async fn simulate(
     (observed, sim_ms)
 }
 
+/// Samples the running engine's invariants. An engine that crashes while
+/// it is being visited is left alone: a dead engine owes nothing.
 async fn sample(sampler: &mut Sampler, world: &World, rig: &Rig) {
     let patience = Duration::from_millis(INSPECT_PATIENCE_MS);
-    rig.engine
+    let current = rig.current();
+    let alive = || world.generation() == current.number;
+    current
+        .engine
         .visit(patience, |visit| {
+            if !alive() {
+                return;
+            }
             let view = visit.worker.inspect();
             sampler.check_view(world, &view, |region_id| {
-                rig.manifests.incarnation(region_id)
+                rig.stores.manifests.incarnation(region_id)
             });
-            sampler.check_stalls(world, &view, visit.memory_freed_queued, &rig.buffer);
+            sampler.check_stalls(world, &view, visit.memory_freed_queued, &current.buffer);
         })
         .await;
-    sampler.check_buffer(world, &rig.buffer);
+    if alive() {
+        sampler.check_buffer(world, &current.buffer);
+    }
 }
 
 async fn wait_for_liveness(
@@ -564,7 +574,8 @@ async fn wait_for_liveness(
 /// a poll apart (a finished job's notification must reach its worker too).
 async fn settle(world: &World, rig: &Rig) -> bool {
     let idle = || {
-        world.with(|state| state.ledger.pending_count()) == 0 && rig.buffer.flushes_running() == 0
+        world.with(|state| state.ledger.pending_count()) == 0
+            && rig.current().buffer.flushes_running() == 0
     };
     let deadline_ms = world.now_ms() + FINAL_PATIENCE_MS;
     let mut idle_polls = 0;
@@ -582,7 +593,9 @@ async fn settle(world: &World, rig: &Rig) -> bool {
     false
 }
 
-async fn wait_until(world: &World, patience_ms: u64, done: impl Fn() -> bool) -> bool {
+/// Polls `done` until it holds or `patience_ms` of simulated time passed;
+/// returns whether it held.
+pub(crate) async fn wait_until(world: &World, patience_ms: u64, done: impl Fn() -> bool) -> bool {
     let deadline_ms = world.now_ms() + patience_ms;
     while !done() {
         if world.now_ms() >= deadline_ms {

@@ -39,6 +39,14 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "pending_failed",
     "wal_replayed",
     "orphan_purged",
+    // Crash windows (sim marks): every one hit somewhere in the sweep.
+    "crash_any_time",
+    "crash_mid_sst_write",
+    "crash_between_sst_and_commit",
+    "crash_after_commit",
+    "crash_mid_wal_append",
+    "wal_unsynced_lost",
+    "wal_torn_tail",
 ];
 
 /// Below this many seeds `fault_coverage` is reported but not enforced.
@@ -151,6 +159,13 @@ pub struct SweepSummary {
     pub fault_coverage: CheckResult,
     pub failures: Vec<Failure>,
     pub flushes: u64,
+    /// Engine crashes, and what the restarts found and checked.
+    #[serde(default)]
+    pub crashes: u64,
+    #[serde(default)]
+    pub orphans_purged: u64,
+    #[serde(default)]
+    pub rows_recovered_checked: u64,
     pub events: u64,
     pub wall_ms: u64,
     pub sim_ms: u64,
@@ -181,6 +196,9 @@ impl SweepSummary {
             fault_coverage: CheckResult::pass(oracle::FAULT_COVERAGE, "not computed"),
             failures: Vec::new(),
             flushes: 0,
+            crashes: 0,
+            orphans_purged: 0,
+            rows_recovered_checked: 0,
             events: 0,
             wall_ms: 0,
             sim_ms: 0,
@@ -215,6 +233,9 @@ impl SweepSummary {
             });
         }
         self.flushes += report.flushes;
+        self.crashes += report.crashes;
+        self.orphans_purged += report.orphans_purged;
+        self.rows_recovered_checked += report.rows_recovered_checked;
         self.events += report.events;
         self.sim_ms += report.sim_ms;
         self.trace_hashes
@@ -347,7 +368,32 @@ pub fn render_summary(summary: &SweepSummary) -> String {
         format!("{} / {}", r.lost, r.duplicated),
     );
     row(&mut out, "  pending at end", r.pending.to_string());
+    row(
+        &mut out,
+        "  interrupted by crashes",
+        r.interrupted.to_string(),
+    );
     row(&mut out, "flushes committed", summary.flushes.to_string());
+    let windows: Vec<String> = summary
+        .marks
+        .iter()
+        .filter_map(|(mark, count)| Some(format!("{}={count}", mark.strip_prefix("crash_")?)))
+        .collect();
+    row(
+        &mut out,
+        "crashes",
+        format!("{} ({})", summary.crashes, windows.join(" ")),
+    );
+    row(
+        &mut out,
+        "  orphan SSTs purged",
+        summary.orphans_purged.to_string(),
+    );
+    row(
+        &mut out,
+        "  rows judged on reopen",
+        summary.rows_recovered_checked.to_string(),
+    );
     row(&mut out, "trace events", summary.events.to_string());
     row(
         &mut out,

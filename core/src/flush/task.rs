@@ -164,11 +164,16 @@ async fn write_sst(
     let bytes =
         sst::encode_rows(&path, rows).map_err(|source| FlushError::Sst { region_id, source })?;
     let size_bytes = bytes.len() as u64;
-    env.ports
-        .objects
-        .put(&path, bytes)
-        .await
-        .map_err(|source| FlushError::Store { region_id, source })?;
+    let put = env.ports.objects.put(&path, bytes);
+    if env.bugs.has(PlantedBug::FlushedEntryBeforeSstDurable) {
+        // The put runs on its own; the edit commits whether it lands or not.
+        let _ = env.ports.jobs.schedule(Box::pin(async move {
+            let _ = put.await;
+        }));
+    } else {
+        put.await
+            .map_err(|source| FlushError::Store { region_id, source })?;
+    }
     let min_ts = rows.iter().map(|r| r.ts).min().unwrap_or_default();
     let max_ts = rows.iter().map(|r| r.ts).max().unwrap_or_default();
     env.ports.events.record(CoreEvent::SstWritten {

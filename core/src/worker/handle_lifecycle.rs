@@ -2,6 +2,7 @@
 //! truncate. Each answers or fails every request waiting on the region, with
 //! the error kind of its cause.
 
+use crate::bugs::PlantedBug;
 use crate::error::RequestError;
 use crate::events::CoreEvent;
 use crate::ids::{region_sst_prefix, sst_path, RegionId};
@@ -80,7 +81,12 @@ impl RegionWorker {
             .apply(region_id, ManifestChange::Reopen)
             .await
             .map_err(manifest_error)?;
-        let after = manifest.replay_from_entry_id();
+        let replay_all = self.config.bugs.has(PlantedBug::ReplayIgnoresFlushedMarks);
+        let after = if replay_all {
+            0
+        } else {
+            manifest.replay_from_entry_id()
+        };
         let entries = ports
             .wal
             .replay(region_id, after)
@@ -92,7 +98,9 @@ impl RegionWorker {
         for entry in &entries {
             let (next_entry_id, next_sequence) = region.version.next_write_marks();
             // Entries at or below the marks are already in SSTs.
-            if entry.entry_id >= next_entry_id && entry.first_sequence >= next_sequence {
+            if replay_all
+                || (entry.entry_id >= next_entry_id && entry.first_sequence >= next_sequence)
+            {
                 region.version.apply_write(entry);
                 replayed += 1;
             }

@@ -1,7 +1,13 @@
 //! The core's event sink: every state transition goes into the trace and
 //! is counted as a mark; flush-job starts and ends are tracked so the
-//! `scheduler_state` oracle can see two jobs of one region overlap.
+//! `scheduler_state` oracle can see two jobs of one region overlap, and
+//! committed flushes until their worker applies them, so the `recovery`
+//! check knows when a region's SSTs and memtables may overlap.
+//!
+//! Each engine generation has its own sink; a crashed engine's sink is
+//! muted: a dead engine reports nothing.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use flush_core::buffer::WriteBufferManager;
@@ -14,6 +20,7 @@ pub struct SimEvents {
     world: Arc<World>,
     /// Set once the engine's buffer manager exists; checked on every event.
     buffer: OnceLock<Arc<WriteBufferManager>>,
+    muted: AtomicBool,
 }
 
 impl SimEvents {
@@ -21,7 +28,13 @@ impl SimEvents {
         SimEvents {
             world,
             buffer: OnceLock::new(),
+            muted: AtomicBool::new(false),
         }
+    }
+
+    /// Drops every later event: the engine behind this sink crashed.
+    pub fn mute(&self) {
+        self.muted.store(true, Ordering::Relaxed);
     }
 
     pub fn watch_buffer(&self, buffer: Arc<WriteBufferManager>) {
@@ -51,10 +64,25 @@ impl SimEvents {
                     );
                 }
             }
-            CoreEvent::FlushCommitted { .. } | CoreEvent::FlushFailed { .. } => {
+            CoreEvent::FlushCommitted { region_id, .. }
+            | CoreEvent::FlushFailed { region_id, .. } => {
+                let committed = matches!(event, CoreEvent::FlushCommitted { .. });
                 self.world.with(|state| {
                     if let Some(job) = state.current_job {
                         state.flush_jobs_running.remove(&job);
+                    }
+                    if committed {
+                        *state.flushes_unapplied.entry(*region_id).or_default() += 1;
+                    }
+                });
+            }
+            CoreEvent::FlushApplied { region_id } | CoreEvent::StaleFlushIgnored { region_id } => {
+                self.world.with(|state| {
+                    if let Some(count) = state.flushes_unapplied.get_mut(region_id) {
+                        *count = count.saturating_sub(1);
+                        if *count == 0 {
+                            state.flushes_unapplied.remove(region_id);
+                        }
                     }
                 });
             }
@@ -91,6 +119,9 @@ impl SimEvents {
 
 impl EventSink for SimEvents {
     fn record(&self, event: CoreEvent) {
+        if self.muted.load(Ordering::Relaxed) {
+            return;
+        }
         let mark = event.mark();
         let now = self.world.now_us();
         self.world.with(|state| {

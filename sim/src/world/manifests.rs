@@ -1,6 +1,8 @@
 //! The manifest store: manifests in a `BTreeMap`, changed only through the
 //! core's own [`RegionManifest::apply`], atomically, after a simulated
-//! latency. A `manifest_failure` fails the call before anything changes.
+//! latency. A `manifest_failure` fails the call before anything changes. A
+//! crash can strike just before a flush's edit commits, or just after any
+//! change commits (before the engine acts on it).
 //!
 //! The store also watches the flush marks as they are committed: within one
 //! incarnation of a region (create to drop) they never go backwards, and the
@@ -16,6 +18,7 @@ use flush_core::ports::ManifestStore;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use super::crash::CrashWindow;
 use super::wal::SimWal;
 use super::World;
 use crate::plan::FaultClass;
@@ -87,6 +90,11 @@ impl SimManifestStore {
         self.lock().clone()
     }
 
+    /// One region's manifest, read at once, for the oracles.
+    pub fn peek(&self, region_id: RegionId) -> Option<ManifestSlot> {
+        self.lock().get(&region_id).cloned()
+    }
+
     pub fn incarnation(&self, region_id: RegionId) -> u64 {
         self.lock()
             .get(&region_id)
@@ -155,14 +163,32 @@ impl SimManifestStore {
         change: ManifestChange,
     ) -> Result<RegionManifest, ManifestError> {
         self.delay_and_maybe_fail(region_id, "apply").await?;
+        let flush_edit =
+            matches!(&change, ManifestChange::Edit { edit, .. } if !edit.files_to_add.is_empty());
+        if flush_edit && self.world.crash_point(CrashWindow::BetweenSstAndCommit) {
+            std::future::pending::<()>().await;
+        }
+        let after = self.commit(region_id, &change)?;
+        if self.world.crash_point(CrashWindow::AfterCommit) {
+            std::future::pending::<()>().await;
+        }
+        Ok(after)
+    }
+
+    /// Applies `change` at once, traced and watched.
+    fn commit(
+        &self,
+        region_id: RegionId,
+        change: &ManifestChange,
+    ) -> Result<RegionManifest, ManifestError> {
         let mut slots = self.lock();
         let Some(slot) = slots.get_mut(&region_id) else {
             return Err(ManifestError::NotFound { region_id });
         };
         let before = slot.manifest.clone();
         let mut after = before.clone();
-        let result = after.apply(&change);
-        let summary = summarize(&change);
+        let result = after.apply(change);
+        let summary = summarize(change);
         if let Err(error) = result {
             drop(slots);
             self.world.trace(

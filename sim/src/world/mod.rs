@@ -7,6 +7,7 @@
 //! ports' `Send + Sync` bounds and is never held across an await.
 
 pub mod clock;
+pub mod crash;
 pub mod events;
 pub mod fault_points;
 pub mod jobs;
@@ -29,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::ledger::Ledger;
 use crate::plan::{stream_rng, FaultClass, FaultMix, Plan, Workload, STREAM_WORLD};
+use crash::CrashState;
 use trace::Trace;
 
 /// A fault the world injected, for the `reply_kind` oracle.
@@ -104,6 +106,11 @@ pub struct WorldState {
     pub flush_jobs_running: BTreeMap<u64, (RegionId, u64)>,
     /// The job being polled right now, if any: events are attributed to it.
     pub current_job: Option<u64>,
+    /// Flushes committed to the manifest whose worker has not applied them
+    /// yet, per region: until it does, their rows are in an SST and in a
+    /// memtable at once.
+    pub flushes_unapplied: BTreeMap<RegionId, u32>,
+    pub crash: CrashState,
     next_job_id: u64,
     next_schema_version: u64,
 }
@@ -172,6 +179,8 @@ impl World {
                 violations: Violations::default(),
                 flush_jobs_running: BTreeMap::new(),
                 current_job: None,
+                flushes_unapplied: BTreeMap::new(),
+                crash: CrashState::new(),
                 next_job_id: 0,
                 next_schema_version: 0,
             }),
@@ -230,11 +239,23 @@ impl World {
         let Some(probability) = self.mix.probability(class) else {
             return false;
         };
-        let now = self.now_us();
-        let mut state = self.lock();
-        if !state.rng.gen_bool(probability) {
+        if !self.with(|state| state.rng.gen_bool(probability)) {
             return false;
         }
+        self.record_fault(class, region_id, detail);
+        true
+    }
+
+    /// Counts and traces a fault of `class` decided elsewhere; returns its
+    /// trace step.
+    pub fn record_fault(
+        &self,
+        class: FaultClass,
+        region_id: Option<RegionId>,
+        detail: &str,
+    ) -> u64 {
+        let now = self.now_us();
+        let mut state = self.lock();
         let region = region_id.map_or_else(|| "-".to_string(), |r| r.to_string());
         let step = state
             .trace
@@ -245,7 +266,7 @@ impl World {
             class,
             region_id,
         });
-        true
+        step
     }
 
     /// Whether `class` is switched on for this run (and faults are on).

@@ -3,13 +3,16 @@
 //! releases (`MemoryNotifier`, which wakes every worker).
 //!
 //! Regions are placed on workers by `region_id % workers`, fixed for the
-//! run. The inboxes can be replaced, so a restarted engine (issue 8) can
-//! get fresh queues behind the same router.
+//! run. The inboxes can be replaced, so a restarted engine gets fresh queues
+//! behind the same router. While an engine restarts, client requests are
+//! held (as a client waits for a server to come back) and delivered in
+//! order once its regions are reopened.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use flush_core::error::RequestError;
 use flush_core::ids::RegionId;
 use flush_core::ports::{MemoryNotifier, NotifyError, WorkerNotifier};
 use flush_core::request::{BackgroundNotify, ClientRequest, WorkerRequest};
@@ -34,6 +37,8 @@ pub struct WorkerRouter {
     /// limit: the fault is transient by definition.
     consecutive_failures: Mutex<BTreeMap<RegionId, u32>>,
     max_consecutive_failures: u32,
+    /// `Some` while an engine restarts: client requests wait here.
+    held: Mutex<Option<VecDeque<ClientRequest>>>,
 }
 
 impl WorkerRouter {
@@ -43,6 +48,7 @@ impl WorkerRouter {
             inboxes: Mutex::new(Vec::new()),
             consecutive_failures: Mutex::new(BTreeMap::new()),
             max_consecutive_failures: notify_retry_limit.saturating_sub(1),
+            held: Mutex::new(None),
         }
     }
 
@@ -80,8 +86,45 @@ impl WorkerRouter {
         inboxes.get(index).cloned()
     }
 
-    /// Queues a client request; gives it back if the worker is gone.
+    fn held(&self) -> MutexGuard<'_, Option<VecDeque<ClientRequest>>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// From now on client requests wait until [`Self::release_clients`].
+    pub fn hold_clients(&self) {
+        self.held().get_or_insert_with(VecDeque::new);
+    }
+
+    /// Delivers the held requests in order; returns how many there were.
+    pub fn release_clients(&self) -> usize {
+        let held = self.held().take().unwrap_or_default();
+        let count = held.len();
+        for request in held {
+            if let Err(refused) = self.send_client_now(request) {
+                let region_id = refused.request.region_id();
+                refused
+                    .responder
+                    .send(Err(RequestError::WorkerStopped { region_id }));
+            }
+        }
+        count
+    }
+
+    /// Queues a client request, or holds it while the engine restarts;
+    /// gives it back if the worker is gone.
     pub fn send_client(&self, request: ClientRequest) -> Result<(), ClientRequest> {
+        if let Some(held) = self.held().as_mut() {
+            held.push_back(request);
+            return Ok(());
+        }
+        self.send_client_now(request)
+    }
+
+    /// Queues a client request even while others are held (the restart's
+    /// own reopens).
+    pub fn send_client_now(&self, request: ClientRequest) -> Result<(), ClientRequest> {
         let region_id = request.request.region_id();
         let Some(inbox) = self.worker_of(region_id) else {
             return Err(request);

@@ -1,0 +1,909 @@
+//! `flushsim bench`: how fast the simulator runs the pinned standard
+//! workload (DESIGN §8), and what the simulation costs over running the same
+//! workload plainly.
+//!
+//! - **seeds per second per core**: standard seeds (the standard workload
+//!   with each seed's fault mix, as `sweep --workload standard` runs them),
+//!   one after another on one thread, oracles included.
+//! - **simulated-to-wall time**: simulated time of those runs over their
+//!   wall time.
+//! - **sim overhead ratio**: the fault-free standard workload in the
+//!   simulator (madsim, trace, ledger, oracles) over the same workload run
+//!   directly ([`run_direct`]): the same core, the same number of workers,
+//!   regions and clients, the same request mix drawn from the same seeded
+//!   streams, on a plain single-threaded executor (`futures`' `LocalPool`)
+//!   over fault-free in-memory ports, with no trace, ledger or oracle.
+//!   Direct and simulated runs alternate in one process; medians compare.
+//! - **Parquet ratio**: our SST encoding (`flush_core::sst::encode_rows`,
+//!   rows to arrow batch to Parquet) against a bare arrow-rs `ArrowWriter`
+//!   with default properties on the same batches, as throughput ours ÷ raw.
+//!
+//! Targets (recorded in BENCHMARKS.md, not enforced): ≥ 100 seeds/s/core,
+//! overhead ≤ 1.5×, Parquet ≥ 0.9×.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flush_core::buffer::WriteBufferManager;
+use flush_core::bugs::Bugs;
+use flush_core::error::{ErrorKind, StoreError};
+use flush_core::events::CoreEvent;
+use flush_core::ids::{RegionId, RequestId};
+use flush_core::local::{MemoryManifestStore, MemoryWal};
+use flush_core::memtable::{Row, RowValue};
+use flush_core::ports::{
+    Clock, EventSink, Job, JobRejected, JobScheduler, MemoryNotifier, NoFaults, NotifyError,
+    ObjectStore, Ports, WorkerNotifier,
+};
+use flush_core::request::{
+    BackgroundNotify, ClientRequest, Reply, Request, Responder, WorkerRequest,
+};
+use flush_core::worker::{RegionWorker, WorkerConfig};
+use futures::channel::{mpsc, oneshot};
+use futures::executor::LocalPool;
+use futures::future::{self, BoxFuture};
+use futures::stream::FuturesUnordered;
+use futures::task::LocalSpawnExt;
+use futures::{FutureExt, StreamExt};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::plan::{stream_rng, Plan, Workload, STREAM_CLIENT_BASE};
+use crate::report::WorkloadChoice;
+use crate::run::{run_with, RunOptions};
+
+pub const TARGET_SEEDS_PER_SEC: f64 = 100.0;
+pub const TARGET_OVERHEAD_RATIO: f64 = 1.5;
+pub const TARGET_PARQUET_RATIO: f64 = 0.9;
+
+#[derive(Clone, Copy, Debug)]
+pub struct BenchOptions {
+    /// Standard seeds timed for seeds/s and sim-to-wall.
+    pub seeds: u64,
+    /// Direct/simulated pairs for the overhead ratio.
+    pub pairs: u64,
+    /// Rounds of the Parquet comparison.
+    pub parquet_rounds: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            seeds: 20,
+            pairs: 9,
+            parquet_rounds: 9,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub workload: String,
+    pub cores: usize,
+    /// Standard seeds per wall-clock second on one thread.
+    pub seeds_per_sec: f64,
+    pub sim_to_wall: f64,
+    /// Simulated ÷ direct, medians of wall time.
+    pub overhead_ratio: f64,
+    /// Ours ÷ bare `ArrowWriter`, as throughput.
+    pub parquet_ratio: f64,
+    /// The same two figures from the process's CPU time (Linux
+    /// `/proc/self/stat`, 10 ms ticks), which other load on the machine
+    /// does not skew; `None` where unavailable.
+    pub seeds_per_cpu_sec: Option<f64>,
+    pub overhead_ratio_cpu: Option<f64>,
+    pub standard: StandardTiming,
+    pub overhead: OverheadTiming,
+    pub parquet: ParquetTiming,
+    pub targets: Targets,
+    /// Every simulated run passed its checks and every direct run answered
+    /// every request.
+    pub all_passed: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StandardTiming {
+    pub seeds: u64,
+    pub wall_ms_total: f64,
+    pub cpu_ms_total: Option<f64>,
+    pub sim_ms_total: u64,
+    pub wall_ms_median: f64,
+    pub requests_mean: f64,
+    pub faults_mean: f64,
+    pub flushes_mean: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OverheadTiming {
+    pub pairs: u64,
+    pub sim_ms_median: f64,
+    pub direct_ms_median: f64,
+    pub sim_cpu_ms_total: Option<f64>,
+    pub direct_cpu_ms_total: Option<f64>,
+    pub sim_flushes_mean: f64,
+    pub direct_flushes_mean: f64,
+    pub sim_requests_mean: f64,
+    pub direct_requests_mean: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ParquetTiming {
+    pub rounds: u64,
+    pub batches: usize,
+    pub rows_per_batch: usize,
+    pub ours_ms_median: f64,
+    pub raw_ms_median: f64,
+    pub ours_bytes: usize,
+    pub raw_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Targets {
+    pub seeds_per_sec_min: f64,
+    pub overhead_ratio_max: f64,
+    pub parquet_ratio_min: f64,
+    pub seeds_per_sec_met: bool,
+    pub overhead_ratio_met: bool,
+    pub parquet_ratio_met: bool,
+}
+
+/// Runs every measurement; `progress` hears what is being timed.
+pub fn bench(options: &BenchOptions, mut progress: impl FnMut(&str)) -> BenchReport {
+    progress("standard seeds");
+    let standard = time_standard_seeds(options.seeds.max(1));
+    progress("sim overhead: direct and simulated runs, interleaved");
+    let (overhead, overhead_passed) = time_overhead(options.pairs.max(1));
+    progress("Parquet: ours vs bare ArrowWriter");
+    let parquet = time_parquet(options.parquet_rounds.max(1));
+    let seeds_per_sec = standard.seeds as f64 / (standard.wall_ms_total / 1_000.0).max(1e-9);
+    let seeds_per_cpu_sec = standard
+        .cpu_ms_total
+        .map(|cpu_ms| standard.seeds as f64 / (cpu_ms / 1_000.0).max(1e-9));
+    let overhead_ratio_cpu = overhead
+        .sim_cpu_ms_total
+        .zip(overhead.direct_cpu_ms_total)
+        .map(|(sim, direct)| sim / direct.max(1e-9));
+    let sim_to_wall = standard.sim_ms_total as f64 / standard.wall_ms_total.max(1e-9);
+    let overhead_ratio = overhead.sim_ms_median / overhead.direct_ms_median.max(1e-9);
+    let parquet_ratio = parquet.raw_ms_median / parquet.ours_ms_median.max(1e-9);
+    BenchReport {
+        workload: Workload::standard().name,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        seeds_per_sec,
+        sim_to_wall,
+        overhead_ratio,
+        parquet_ratio,
+        seeds_per_cpu_sec,
+        overhead_ratio_cpu,
+        targets: Targets {
+            seeds_per_sec_min: TARGET_SEEDS_PER_SEC,
+            overhead_ratio_max: TARGET_OVERHEAD_RATIO,
+            parquet_ratio_min: TARGET_PARQUET_RATIO,
+            seeds_per_sec_met: seeds_per_sec >= TARGET_SEEDS_PER_SEC,
+            overhead_ratio_met: overhead_ratio <= TARGET_OVERHEAD_RATIO,
+            parquet_ratio_met: parquet_ratio >= TARGET_PARQUET_RATIO,
+        },
+        all_passed: overhead_passed && standard.all_passed(),
+        standard: standard.timing,
+        overhead,
+        parquet,
+    }
+}
+
+struct Standard {
+    timing: StandardTiming,
+    failed: u64,
+}
+
+impl Standard {
+    fn all_passed(&self) -> bool {
+        self.failed == 0
+    }
+}
+
+impl std::ops::Deref for Standard {
+    type Target = StandardTiming;
+    fn deref(&self) -> &StandardTiming {
+        &self.timing
+    }
+}
+
+fn standard_options() -> RunOptions {
+    RunOptions {
+        keep_trace: false,
+        workload: WorkloadChoice::Standard,
+    }
+}
+
+fn time_standard_seeds(seeds: u64) -> Standard {
+    let mut walls = Vec::new();
+    let (mut sim_ms, mut requests, mut faults, mut flushes, mut failed) = (0, 0, 0, 0, 0);
+    let cpu_before = process_cpu_ms();
+    for seed in 0..seeds {
+        let plan = Plan::standard(seed);
+        let started = Instant::now();
+        let report = run_with(&plan, Bugs::NONE, standard_options());
+        walls.push(ms(started.elapsed()));
+        sim_ms += report.sim_ms;
+        requests += report.requests.issued;
+        faults += report.faults.values().sum::<u64>();
+        flushes += report.flushes;
+        failed += u64::from(!report.passed);
+    }
+    let cpu_ms_total = cpu_before
+        .zip(process_cpu_ms())
+        .map(|(before, after)| after - before);
+    let n = seeds as f64;
+    Standard {
+        timing: StandardTiming {
+            seeds,
+            wall_ms_total: walls.iter().sum(),
+            cpu_ms_total,
+            sim_ms_total: sim_ms,
+            wall_ms_median: median(&mut walls),
+            requests_mean: requests as f64 / n,
+            faults_mean: faults as f64 / n,
+            flushes_mean: flushes as f64 / n,
+        },
+        failed,
+    }
+}
+
+fn time_overhead(pairs: u64) -> (OverheadTiming, bool) {
+    let mut sim_walls = Vec::new();
+    let mut direct_walls = Vec::new();
+    let (mut sim_flushes, mut direct_flushes, mut sim_requests, mut direct_requests) = (0, 0, 0, 0);
+    let mut passed = true;
+    let (mut sim_cpu, mut direct_cpu) = (Some(0.0), Some(0.0));
+    let add_cpu = |total: &mut Option<f64>, before: Option<f64>| {
+        *total = total
+            .zip(before)
+            .zip(process_cpu_ms())
+            .map(|((total, before), after)| total + after - before);
+    };
+    for seed in 0..pairs {
+        let plan = Plan::standard(seed).without_faults();
+        let cpu_before = process_cpu_ms();
+        let started = Instant::now();
+        let direct = run_direct(&plan);
+        direct_walls.push(ms(started.elapsed()));
+        add_cpu(&mut direct_cpu, cpu_before);
+        passed &= direct.unanswered == 0;
+        direct_flushes += direct.flushes;
+        direct_requests += direct.requests;
+
+        let cpu_before = process_cpu_ms();
+        let started = Instant::now();
+        let report = run_with(&plan, Bugs::NONE, standard_options());
+        sim_walls.push(ms(started.elapsed()));
+        add_cpu(&mut sim_cpu, cpu_before);
+        passed &= report.passed;
+        sim_flushes += report.flushes;
+        sim_requests += report.requests.issued;
+    }
+    let n = pairs as f64;
+    let timing = OverheadTiming {
+        pairs,
+        sim_ms_median: median(&mut sim_walls),
+        direct_ms_median: median(&mut direct_walls),
+        sim_cpu_ms_total: sim_cpu,
+        direct_cpu_ms_total: direct_cpu,
+        sim_flushes_mean: sim_flushes as f64 / n,
+        direct_flushes_mean: direct_flushes as f64 / n,
+        sim_requests_mean: sim_requests as f64 / n,
+        direct_requests_mean: direct_requests as f64 / n,
+    };
+    (timing, passed)
+}
+
+/// Batches like a standard run's flushes: ~1,000 rows over 16 series.
+const PARQUET_BATCHES: usize = 100;
+const PARQUET_ROWS_PER_BATCH: usize = 1_000;
+
+fn parquet_batches() -> Vec<Vec<Row>> {
+    let mut sequence = 0u64;
+    (0..PARQUET_BATCHES)
+        .map(|batch| {
+            (0..PARQUET_ROWS_PER_BATCH)
+                .map(|i| {
+                    sequence += 1;
+                    Row {
+                        series: format!("host-{}", (i * 7 + batch) % 16),
+                        ts: (batch * PARQUET_ROWS_PER_BATCH + i) as i64,
+                        value: sequence as f64,
+                        sequence,
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn time_parquet(rounds: u64) -> ParquetTiming {
+    let batches = parquet_batches();
+    let arrow_batches: Vec<_> = batches
+        .iter()
+        .map(|rows| flush_core::sst::rows_to_batch(rows).expect("bench rows make a batch"))
+        .collect();
+    let mut ours_walls = Vec::new();
+    let mut raw_walls = Vec::new();
+    let (mut ours_bytes, mut raw_bytes) = (0, 0);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        ours_bytes = batches
+            .iter()
+            .map(|rows| {
+                flush_core::sst::encode_rows("bench.parquet", std::hint::black_box(rows))
+                    .expect("bench rows encode")
+                    .len()
+            })
+            .sum();
+        ours_walls.push(ms(started.elapsed()));
+
+        let started = Instant::now();
+        raw_bytes = arrow_batches
+            .iter()
+            .map(|batch| {
+                let mut out = Vec::new();
+                let mut writer =
+                    parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None)
+                        .expect("a bare writer opens");
+                writer
+                    .write(std::hint::black_box(batch))
+                    .expect("a bare writer writes");
+                writer.close().expect("a bare writer closes");
+                out.len()
+            })
+            .sum();
+        raw_walls.push(ms(started.elapsed()));
+    }
+    ParquetTiming {
+        rounds,
+        batches: PARQUET_BATCHES,
+        rows_per_batch: PARQUET_ROWS_PER_BATCH,
+        ours_ms_median: median(&mut ours_walls),
+        raw_ms_median: median(&mut raw_walls),
+        ours_bytes,
+        raw_bytes,
+    }
+}
+
+/// User + system CPU time of this process so far, in milliseconds (Linux;
+/// `None` elsewhere). Resolution: one clock tick, assumed 10 ms.
+fn process_cpu_ms() -> Option<f64> {
+    const MS_PER_TICK: f64 = 10.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) * MS_PER_TICK)
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+/// What a direct run did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DirectRun {
+    pub requests: u64,
+    pub flushes: u64,
+    /// Requests whose reply never came (or whose sender was dropped).
+    pub unanswered: u64,
+}
+
+/// Runs `plan`'s workload directly: the core's workers as tasks of a plain
+/// single-threaded executor, fault-free in-memory ports, clients drawing the
+/// same request mix from the same seeded streams as the simulator's, no
+/// simulated time (think times and I/O latency are yields), no trace, no
+/// ledger, no oracle. The plan's fault mix is ignored.
+pub fn run_direct(plan: &Plan) -> DirectRun {
+    let workload = plan.workload.clone();
+    let mut pool = LocalPool::new();
+    let spawner = pool.spawner();
+    let (job_sender, mut job_receiver) = mpsc::unbounded::<Job>();
+    let router = Arc::new(DirectRouter::default());
+    let buffer = Arc::new(
+        WriteBufferManager::new(workload.global_buffer_bytes).with_notifier(router.clone()),
+    );
+    let flushes = Arc::new(AtomicU64::new(0));
+    let ports = Ports {
+        jobs: Arc::new(DirectJobs { sender: job_sender }),
+        objects: Arc::new(MemoryObjects::default()),
+        manifests: Arc::new(MemoryManifestStore::default()),
+        wal: Arc::new(MemoryWal::default()),
+        clock: Arc::new(DirectClock::default()),
+        faults: Arc::new(NoFaults),
+        events: Arc::new(CountFlushes(flushes.clone())),
+    };
+    let mut inboxes = Vec::new();
+    for worker_id in 0..workload.workers.max(1) {
+        let config = WorkerConfig {
+            worker_id,
+            max_stalled_writes: workload.max_stalled_writes,
+            notify_retry_limit: workload.notify_retry_limit,
+            notify_retry_backoff_ms: workload.notify_retry_backoff_ms,
+            bugs: Bugs::NONE,
+        };
+        let mut worker = RegionWorker::new(config, ports.clone(), buffer.clone(), router.clone());
+        let (sender, mut receiver) = mpsc::unbounded::<WorkerRequest>();
+        inboxes.push(sender);
+        spawner
+            .spawn_local(async move {
+                while let Some(request) = receiver.next().await {
+                    worker.handle(request).await;
+                }
+                worker.shutdown();
+            })
+            .expect("the pool takes tasks");
+    }
+    router.set_inboxes(inboxes);
+    // The workers hold the ports now; when they stop, the job queue closes.
+    drop(ports);
+    let job_spawner = spawner.clone();
+    spawner
+        .spawn_local(async move {
+            while let Some(job) = job_receiver.next().await {
+                if job_spawner.spawn_local(job).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("the pool takes tasks");
+
+    let stop_ticker = Arc::new(AtomicBool::new(false));
+    spawner
+        .spawn_local(run_direct_ticker(router.clone(), stop_ticker.clone()))
+        .expect("the pool takes tasks");
+    let regions: Vec<RegionId> = (1..=u64::from(workload.regions.max(1)))
+        .map(RegionId)
+        .collect();
+    let requester = DirectRequester {
+        router: router.clone(),
+        next_id: Arc::new(AtomicU64::new(1)),
+        unanswered: Arc::new(AtomicU64::new(0)),
+    };
+    let main = {
+        let requester = requester.clone();
+        let regions = regions.clone();
+        let seed = plan.seed;
+        async move {
+            let creates = regions.iter().map(|region_id| {
+                requester.call(Request::Create {
+                    region_id: *region_id,
+                })
+            });
+            future::join_all(creates).await;
+            let clients = (0..workload.clients).map(|index| {
+                DirectClient {
+                    requester: requester.clone(),
+                    rng: stream_rng(seed, STREAM_CLIENT_BASE + u64::from(index)),
+                    workload: workload.clone(),
+                    regions: regions.clone(),
+                    beliefs: BTreeMap::new(),
+                    next_schema_version: u64::from(index) << 32,
+                }
+                .run()
+            });
+            future::join_all(clients).await;
+        }
+    };
+    pool.run_until(main);
+    stop_ticker.store(true, Ordering::Relaxed);
+    router.close_all();
+    // The workers drain their queues and stop; whatever still waits on
+    // nothing is dropped with the pool.
+    pool.run_until_stalled();
+    DirectRun {
+        requests: requester.next_id.load(Ordering::Relaxed) - 1,
+        flushes: flushes.load(Ordering::Relaxed),
+        unanswered: requester.unanswered.load(Ordering::Relaxed),
+    }
+}
+
+/// Polls between two ticks of the direct ticker.
+const DIRECT_POLLS_PER_TICK: u32 = 64;
+
+/// Sends `Tick` to every worker every few polls until stopped (the
+/// simulator sends one every 100 ms of simulated time).
+async fn run_direct_ticker(router: Arc<DirectRouter>, stop: Arc<AtomicBool>) {
+    let mut polls = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        YieldNow(false).await;
+        polls += 1;
+        if polls.is_multiple_of(DIRECT_POLLS_PER_TICK) {
+            router.send_to_all(|| WorkerRequest::Tick);
+        }
+    }
+}
+
+/// Gives the other tasks a turn.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[derive(Default)]
+struct DirectRouter {
+    inboxes: Mutex<Vec<mpsc::UnboundedSender<WorkerRequest>>>,
+}
+
+impl DirectRouter {
+    fn inboxes(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<WorkerRequest>>> {
+        self.inboxes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set_inboxes(&self, inboxes: Vec<mpsc::UnboundedSender<WorkerRequest>>) {
+        *self.inboxes() = inboxes;
+    }
+
+    fn close_all(&self) {
+        for inbox in self.inboxes().iter() {
+            inbox.close_channel();
+        }
+    }
+
+    fn send_to_all(&self, message: impl Fn() -> WorkerRequest) {
+        for inbox in self.inboxes().iter() {
+            let _ = inbox.unbounded_send(message());
+        }
+    }
+
+    fn send(&self, region_id: RegionId, request: WorkerRequest) -> Result<(), WorkerRequest> {
+        let inboxes = self.inboxes();
+        let Some(inbox) = inboxes.get((region_id.0 % inboxes.len().max(1) as u64) as usize) else {
+            return Err(request);
+        };
+        inbox
+            .unbounded_send(request)
+            .map_err(|error| error.into_inner())
+    }
+}
+
+impl WorkerNotifier for DirectRouter {
+    fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
+        let region_id = notify.region_id();
+        self.send(region_id, WorkerRequest::Background(notify))
+            .map_err(|request| match request {
+                WorkerRequest::Background(notify) => NotifyError::Closed(notify),
+                _ => unreachable!("a notification comes back as one"),
+            })
+    }
+}
+
+impl MemoryNotifier for DirectRouter {
+    fn memory_freed(&self) {
+        self.send_to_all(|| WorkerRequest::MemoryFreed);
+    }
+}
+
+/// Jobs go to a task that spawns them on the pool.
+struct DirectJobs {
+    sender: mpsc::UnboundedSender<Job>,
+}
+
+impl JobScheduler for DirectJobs {
+    fn schedule(&self, job: Job) -> Result<(), JobRejected> {
+        self.sender.unbounded_send(job).map_err(|_| JobRejected {
+            reason: "the executor stopped".to_string(),
+        })
+    }
+}
+
+/// SST objects in memory.
+#[derive(Default)]
+struct MemoryObjects {
+    objects: Mutex<BTreeMap<String, Bytes>>,
+}
+
+impl MemoryObjects {
+    fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl ObjectStore for MemoryObjects {
+    fn put(&self, path: &str, bytes: Bytes) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.objects().insert(path.to_string(), bytes);
+        future::ready(Ok(())).boxed()
+    }
+
+    fn get(&self, path: &str) -> BoxFuture<'static, Result<Bytes, StoreError>> {
+        let found = self
+            .objects()
+            .get(path)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                path: path.to_string(),
+            });
+        future::ready(found).boxed()
+    }
+
+    fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
+        let paths = self
+            .objects()
+            .range(prefix.to_string()..)
+            .take_while(|(path, _)| path.starts_with(prefix))
+            .map(|(path, _)| path.clone())
+            .collect();
+        future::ready(Ok(paths)).boxed()
+    }
+
+    fn delete(&self, path: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.objects().remove(path);
+        future::ready(Ok(())).boxed()
+    }
+}
+
+/// A logical clock: one millisecond per reading; sleeping takes no time.
+#[derive(Default)]
+struct DirectClock {
+    now_ms: AtomicU64,
+}
+
+impl Clock for DirectClock {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn sleep(&self, _duration_ms: u64) -> BoxFuture<'static, ()> {
+        YieldNow(false).boxed()
+    }
+}
+
+/// Counts committed flushes; nothing else.
+struct CountFlushes(Arc<AtomicU64>);
+
+impl EventSink for CountFlushes {
+    fn record(&self, event: CoreEvent) {
+        if matches!(event, CoreEvent::FlushCommitted { .. }) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Clone)]
+struct DirectRequester {
+    router: Arc<DirectRouter>,
+    next_id: Arc<AtomicU64>,
+    unanswered: Arc<AtomicU64>,
+}
+
+impl DirectRequester {
+    /// Sends `request`; the reply's error kind, or `None` when it is ok.
+    fn call(&self, request: Request) -> BoxFuture<'static, Result<(), Option<ErrorKind>>> {
+        let id = RequestId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (responder, receiver) = Responder::new(id);
+        let region_id = request.region_id();
+        let request = WorkerRequest::Client(ClientRequest { request, responder });
+        if self.router.send(region_id, request).is_err() {
+            self.unanswered.fetch_add(1, Ordering::Relaxed);
+            return future::ready(Err(None)).boxed();
+        }
+        let unanswered = self.unanswered.clone();
+        async move {
+            let reply: Result<Reply, oneshot::Canceled> = receiver.await;
+            match reply {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(Some(error.kind())),
+                Err(oneshot::Canceled) => {
+                    unanswered.fetch_add(1, Ordering::Relaxed);
+                    Err(None)
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+/// What a client believes of a region, from the replies it saw (as the
+/// simulator's clients do).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Belief {
+    Usable,
+    Missing,
+    ReadOnly,
+}
+
+type Outcome = (RegionId, &'static str, Result<(), Option<ErrorKind>>);
+
+/// The simulator's client loop without simulated time: the same knobs, the
+/// same seeded stream, the same recovery.
+struct DirectClient {
+    requester: DirectRequester,
+    rng: ChaCha8Rng,
+    workload: Workload,
+    regions: Vec<RegionId>,
+    beliefs: BTreeMap<RegionId, Belief>,
+    next_schema_version: u64,
+}
+
+impl DirectClient {
+    async fn run(mut self) {
+        let mut in_flight: FuturesUnordered<BoxFuture<'static, Outcome>> = FuturesUnordered::new();
+        for _ in 0..self.workload.writes_per_client {
+            let _think_ms: u64 = self.rng.gen_range(0..=self.workload.think_ms_max);
+            YieldNow(false).await;
+            while let Some(Some(done)) = in_flight.next().now_or_never() {
+                self.observe(done);
+            }
+            while in_flight.len() >= self.workload.max_in_flight.max(1) as usize {
+                if let Some(done) = in_flight.next().await {
+                    self.observe(done);
+                }
+            }
+            let region_id = self.pick_region();
+            self.recover(region_id).await;
+            in_flight.push(self.write(region_id));
+            for request in self.mixed_requests() {
+                let kind = request.kind();
+                let region_id = request.region_id();
+                let reply = self.requester.call(request);
+                in_flight.push(async move { (region_id, kind, reply.await) }.boxed());
+            }
+        }
+        while let Some(done) = in_flight.next().await {
+            self.observe(done);
+        }
+    }
+
+    fn pick_region(&mut self) -> RegionId {
+        let index = self.rng.gen_range(0..self.regions.len().max(1));
+        self.regions.get(index).copied().unwrap_or(RegionId(1))
+    }
+
+    fn write(&mut self, region_id: RegionId) -> BoxFuture<'static, Outcome> {
+        let workload = &self.workload;
+        let count = self
+            .rng
+            .gen_range(workload.rows_per_write_min..=workload.rows_per_write_max.max(1));
+        let series_count = workload.series.max(1);
+        let rows: Vec<RowValue> = (0..count.max(1))
+            .map(|i| {
+                let series = self.rng.gen_range(0..series_count);
+                RowValue {
+                    series: format!("host-{series}"),
+                    ts: i64::from(i),
+                    value: f64::from(i),
+                }
+            })
+            .collect();
+        let reply = self.requester.call(Request::Write { region_id, rows });
+        async move { (region_id, "write", reply.await) }.boxed()
+    }
+
+    fn mixed_requests(&mut self) -> Vec<Request> {
+        let mix = self.workload.mix.clone();
+        let rates = [
+            mix.flush,
+            mix.alter,
+            mix.truncate,
+            mix.drop,
+            mix.close,
+            mix.downgrade,
+        ];
+        let mut requests = Vec::new();
+        for (kind, per_mille) in rates.into_iter().enumerate() {
+            if self.rng.gen_range(0..1000) >= per_mille {
+                continue;
+            }
+            let region_id = self.pick_region();
+            self.next_schema_version += 1;
+            requests.push(match kind {
+                0 => Request::Flush { region_id },
+                1 => Request::Alter {
+                    region_id,
+                    schema_version: self.next_schema_version,
+                },
+                2 => Request::Truncate { region_id },
+                3 => Request::Drop { region_id },
+                4 => Request::Close { region_id },
+                _ => Request::Downgrade { region_id },
+            });
+        }
+        requests
+    }
+
+    fn observe(&mut self, (region_id, kind, outcome): Outcome) {
+        let belief = match (outcome, kind) {
+            (Err(Some(kind)), _) => match kind {
+                ErrorKind::RegionNotFound | ErrorKind::RegionDropped | ErrorKind::RegionClosed => {
+                    Belief::Missing
+                }
+                ErrorKind::RegionReadOnly => Belief::ReadOnly,
+                _ => return,
+            },
+            (Ok(()), "drop" | "close") => Belief::Missing,
+            (Ok(()), "downgrade") => Belief::ReadOnly,
+            (Ok(()), "open" | "create") => Belief::Usable,
+            _ => return,
+        };
+        self.beliefs.insert(region_id, belief);
+    }
+
+    async fn recover(&mut self, region_id: RegionId) {
+        let belief = self
+            .beliefs
+            .get(&region_id)
+            .copied()
+            .unwrap_or(Belief::Usable);
+        match belief {
+            Belief::Usable => {}
+            Belief::ReadOnly => {
+                let closed = self.requester.call(Request::Close { region_id }).await;
+                self.observe((region_id, "close", closed));
+                let opened = self.requester.call(Request::Open { region_id }).await;
+                self.observe((region_id, "open", opened));
+            }
+            Belief::Missing => {
+                let opened = self.requester.call(Request::Open { region_id }).await;
+                let not_found = opened == Err(Some(ErrorKind::RegionNotFound));
+                self.observe((region_id, "open", opened));
+                if not_found {
+                    let created = self.requester.call(Request::Create { region_id }).await;
+                    self.observe((region_id, "create", created));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_direct_run_answers_everything_and_flushes() {
+        let plan = Plan::standard(0).without_faults();
+        let direct = run_direct(&plan);
+        assert_eq!(direct.unanswered, 0, "{direct:?}");
+        assert!(
+            direct.requests >= plan.workload.total_writes(),
+            "{direct:?}"
+        );
+        assert!(direct.flushes >= 30, "{direct:?}");
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
+    }
+}

@@ -1,0 +1,162 @@
+//! `flushsim shrink`: a planted-bug failure shrinks to a plan at least ten
+//! times smaller (size = requests issued + faults injected) that fails the
+//! same check, saved to a file that `flushsim replay --plan FILE` runs and
+//! fails.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use flush_core::bugs::{Bugs, PlantedBug};
+use flush_sim::report::WorkloadChoice;
+use flush_sim::run::seed_from_env;
+use flush_sim::shrink::{shrink, PlanFile, PlanSize, ShrinkOptions};
+use flush_sim::sweep::{sweep, SweepOptions};
+use flush_sim::{run, Plan};
+use serde_json::Value;
+
+/// The first seed from `MADSIM_TEST_SEED` (default 0) on where `bug` fails.
+fn failing_seed(bug: PlantedBug) -> u64 {
+    let first = seed_from_env(0);
+    let summary = sweep(
+        &SweepOptions {
+            seeds: (first..first + 16).collect(),
+            jobs: 2,
+            bugs: Bugs::only(bug),
+            workload: WorkloadChoice::Sweep,
+            shard: None,
+        },
+        |_| {},
+    );
+    summary
+        .failures
+        .first()
+        .unwrap_or_else(|| panic!("{bug} went unnoticed in 16 seeds"))
+        .seed
+}
+
+fn temp_file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flushsim-shrink-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+#[test]
+fn a_lost_ddl_reply_shrinks_to_a_plan_ten_times_smaller_that_still_fails() {
+    let bug = PlantedBug::ForgetPendingDdls;
+    let seed = failing_seed(bug);
+    let plan = Plan::from_seed(seed);
+    let options = ShrinkOptions {
+        bugs: Bugs::only(bug),
+        ..ShrinkOptions::default()
+    };
+    let shrunk = shrink(&plan, &options, |_| {}).expect("the seed fails");
+    println!(
+        "seed {seed} --bug {bug}: {} -> {} ({:.1}x) in {} runs; kept: {:?}",
+        shrunk.original_size,
+        shrunk.minimal_size,
+        shrunk.factor(),
+        shrunk.runs,
+        shrunk.kept
+    );
+    assert!(
+        shrunk.minimal_size.total() * 10 <= shrunk.original_size.total(),
+        "expected at least 10x smaller, saw {} -> {}",
+        shrunk.original_size,
+        shrunk.minimal_size
+    );
+    // The minimal plan fails the same check when run again, alone.
+    let again = run(&shrunk.minimal, Bugs::only(bug));
+    assert_eq!(
+        again.first_failure().map(|check| check.name.as_str()),
+        Some(shrunk.check.as_str())
+    );
+    assert_eq!(PlanSize::of(&again), shrunk.minimal_size);
+    assert_eq!(again.trace_hash, shrunk.report.trace_hash);
+}
+
+fn flushsim(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_flushsim"))
+        .args(args)
+        .output()
+        .expect("the flushsim binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_shrinks_saves_and_replays_the_minimal_plan() {
+    let bug = PlantedBug::ForgetFreeMem;
+    let seed = failing_seed(bug).to_string();
+    let path = temp_file("minimal.json");
+    let out = path.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = flushsim(&[
+        "shrink",
+        "--seed",
+        &seed,
+        "--bug",
+        bug.name(),
+        "--out",
+        &out,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "shrink exits 1 on a failing plan: {stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("shrink --json is JSON");
+    let before = report["original_total"].as_u64().expect("original_total");
+    let after = report["minimal_total"].as_u64().expect("minimal_total");
+    assert!(after * 10 <= before, "{before} -> {after}");
+    assert_eq!(report["saved"], out.as_str());
+
+    // The saved file names its bug: replay needs nothing else.
+    let file = PlanFile::read(&path).expect("the saved plan reads back");
+    assert_eq!(file.bugs, vec![bug.name().to_string()]);
+    let (code, stdout, _) = flushsim(&["replay", "--plan", &out, "--json"]);
+    assert_eq!(code, 1, "the minimal plan fails on replay: {stdout}");
+    let replayed: Value = serde_json::from_str(&stdout).expect("replay --json is JSON");
+    assert_eq!(replayed["passed"], false);
+    assert!(
+        replayed["replay"]
+            .as_str()
+            .is_some_and(|line| line.contains("--plan")),
+        "{}",
+        replayed["replay"]
+    );
+    let issued = replayed["requests"]["issued"].as_u64().unwrap_or(u64::MAX);
+    assert_eq!(
+        issued,
+        report["minimal_size"]["requests"].as_u64().unwrap_or(0)
+    );
+
+    // The human form prints the sizes before and after.
+    let (code, stdout, _) = flushsim(&[
+        "shrink",
+        "--seed",
+        &seed,
+        "--bug",
+        bug.name(),
+        "--out",
+        &out,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains(&format!("plan size {before} (")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("replay: "), "{stdout}");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_passing_seed_has_nothing_to_shrink() {
+    let (code, stdout, _) = flushsim(&[
+        "shrink",
+        "--seed",
+        "1",
+        "--out",
+        "/nonexistent/never-written.json",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("nothing to shrink"), "{stdout}");
+}

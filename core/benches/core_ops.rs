@@ -1,17 +1,30 @@
 //! Micro-benchmarks of the core's hot operations: buffer-manager checks,
-//! a write + flush cycle through the worker, and SST encoding against a bare
-//! arrow-rs `ArrowWriter`. Run with `cargo bench -p flush-core`.
+//! flush-scheduler transitions, a write + flush cycle through the worker,
+//! and SST encoding against a bare arrow-rs `ArrowWriter`. Run with
+//! `cargo bench -p flush-core`.
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use flush_core::buffer::WriteBufferManager;
-use flush_core::ids::RegionId;
-use flush_core::local::LocalEngine;
-use flush_core::memtable::{Row, RowValue};
-use flush_core::request::Request;
+use flush_core::bugs::Bugs;
+use flush_core::error::{FlushError, ManifestError};
+use flush_core::flush::{FlushEnv, FlushScheduler, FlushTask};
+use flush_core::ids::{RegionId, RequestId};
+use flush_core::local::{
+    block_on, Inbox, LocalEngine, LocalObjectStore, MemoryManifestStore, MemoryWal, QueuedJobs,
+    SystemClock,
+};
+use flush_core::manifest::RegionManifest;
+use flush_core::memtable::{Row, RowValue, WalEntry};
+use flush_core::ports::{EventSink, ManifestStore, NoFaults, Ports};
+use flush_core::region::Region;
+use flush_core::request::{ClientRequest, FlushReason, Reply, Request, Responder};
 use flush_core::sst;
 use flush_core::worker::WorkerConfig;
+use futures::channel::oneshot;
 use parquet::arrow::ArrowWriter;
 
 fn buffer_ops(c: &mut Criterion) {
@@ -92,5 +105,135 @@ fn sst_encoding(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, buffer_ops, worker_cycle, sst_encoding);
+/// One region with data and the scheduler around it: the ports a flush
+/// would use are in memory, and submitted jobs are held, never run, so the
+/// bench times the scheduler's bookkeeping alone.
+struct SchedulerRig {
+    scheduler: FlushScheduler,
+    regions: BTreeMap<RegionId, Region>,
+    env: FlushEnv,
+    next_request: u64,
+    receivers: Vec<oneshot::Receiver<Reply>>,
+}
+
+impl SchedulerRig {
+    fn new() -> Self {
+        let manifests = Arc::new(MemoryManifestStore::default());
+        let buffer = Arc::new(WriteBufferManager::new(64 << 20));
+        let ports = Ports {
+            jobs: Arc::new(QueuedJobs::default()),
+            objects: Arc::new(LocalObjectStore::new(std::env::temp_dir())),
+            manifests: manifests.clone(),
+            wal: Arc::new(MemoryWal::default()),
+            clock: Arc::new(SystemClock),
+            faults: Arc::new(NoFaults),
+            events: Arc::new(NoEvents),
+        };
+        let env = FlushEnv {
+            ports,
+            notifier: Arc::new(Inbox::default()),
+            buffer: buffer.clone(),
+            bugs: Bugs::NONE,
+            notify_retry_limit: 1,
+            notify_retry_backoff_ms: 0,
+        };
+        let region_id = RegionId(1);
+        let manifest = block_on(manifests.create(RegionManifest::new(region_id)))
+            .expect("memory manifests never wait")
+            .expect("a new region");
+        let mut region = Region::from_manifest(&manifest, buffer, Bugs::NONE);
+        let (entry_id, first_sequence) = region.version.next_write_marks();
+        region.version.apply_write(&WalEntry {
+            entry_id,
+            first_sequence,
+            rows: rows(50),
+        });
+        SchedulerRig {
+            scheduler: FlushScheduler::new(Bugs::NONE, Arc::new(NoEvents)),
+            regions: BTreeMap::from([(region_id, region)]),
+            env,
+            next_request: 1,
+            receivers: Vec::new(),
+        }
+    }
+
+    fn responder(&mut self) -> Responder {
+        let (responder, receiver) = Responder::new(RequestId(self.next_request));
+        self.next_request += 1;
+        self.receivers.push(receiver);
+        responder
+    }
+
+    /// Schedule a flush, merge a second one into it, queue a DDL and a
+    /// write behind it, then fail the flush: every waiter is answered.
+    fn cycle(&mut self) {
+        let region_id = RegionId(1);
+        for _ in 0..2 {
+            let task = FlushTask::new(FlushReason::Manual, Some(self.responder()));
+            let region = self.regions.get_mut(&region_id).expect("the region exists");
+            let started = self.scheduler.schedule_flush(region, task, &self.env);
+            assert!(started.is_ok());
+        }
+        let request = Request::Alter {
+            region_id,
+            schema_version: 1,
+        };
+        let responder = self.responder();
+        let queued = self
+            .scheduler
+            .add_ddl_request_to_pending(ClientRequest { request, responder });
+        assert!(queued.is_ok());
+        let request = Request::Write {
+            region_id,
+            rows: rows(1),
+        };
+        let responder = self.responder();
+        let queued = self
+            .scheduler
+            .add_write_request_to_pending(ClientRequest { request, responder });
+        assert!(queued.is_ok());
+        let error = FlushError::Manifest {
+            region_id,
+            source: ManifestError::Io {
+                region_id,
+                reason: "bench".to_string(),
+            },
+        };
+        let epoch = self
+            .scheduler
+            .status(region_id)
+            .and_then(|status| status.running_epoch)
+            .expect("the flush is running");
+        self.scheduler
+            .on_flush_failed(region_id, epoch, error, &mut self.regions, &self.env);
+        assert!(self.scheduler.status(region_id).is_none());
+    }
+}
+
+struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn record(&self, _event: flush_core::events::CoreEvent) {}
+}
+
+fn scheduler_ops(c: &mut Criterion) {
+    c.bench_function("scheduler/schedule_merge_pend_then_fail", |b| {
+        b.iter_batched(
+            SchedulerRig::new,
+            |mut rig| {
+                rig.cycle();
+                rig
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(
+    benches,
+    buffer_ops,
+    scheduler_ops,
+    worker_cycle,
+    sst_encoding
+);
 criterion_main!(benches);

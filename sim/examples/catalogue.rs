@@ -84,7 +84,10 @@ fn main() -> ExitCode {
     }
     let over: Vec<&str> = measurements
         .iter()
-        .filter(|m| m.median_seeds_to_detect.is_none_or(|median| median > args.median_max))
+        .filter(|m| {
+            m.median_seeds_to_detect
+                .is_none_or(|median| median > args.median_max)
+        })
         .map(|m| m.bug.as_str())
         .collect();
     if over.is_empty() {

@@ -97,11 +97,15 @@ pub struct BugMeasurement {
 
 impl BugMeasurement {
     fn new(bug: PlantedBug, detections: Vec<Detection>) -> Self {
-        let mut seeds: Vec<Option<u64>> = detections.iter().map(Detection::seeds_to_detect).collect();
+        let mut seeds: Vec<Option<u64>> =
+            detections.iter().map(Detection::seeds_to_detect).collect();
         // `None` (not caught) sorts above every number.
         seeds.sort_by_key(|seeds| seeds.unwrap_or(u64::MAX));
         let median_seeds_to_detect = median(&seeds);
-        let mut walls: Vec<u64> = detections.iter().map(|detection| detection.wall_ms).collect();
+        let mut walls: Vec<u64> = detections
+            .iter()
+            .map(|detection| detection.wall_ms)
+            .collect();
         walls.sort_unstable();
         let median_wall_ms = walls.get(walls.len() / 2).copied().unwrap_or(0);
         let mut caught_by = BTreeMap::new();
@@ -149,17 +153,15 @@ pub fn measure(
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, searches.len().max(1)) {
-            scope.spawn(|| loop {
-                let Some(&(bug, start)) = searches.get(next.fetch_add(1, Ordering::Relaxed))
-                else {
-                    break;
-                };
-                let detection = first_detection(bugs[bug], start_seeds[start], seed_limit);
-                on_detection(&detection);
-                found
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert((bug, start), detection);
+            scope.spawn(|| {
+                while let Some(&(bug, start)) = searches.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let detection = first_detection(bugs[bug], start_seeds[start], seed_limit);
+                    on_detection(&detection);
+                    found
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert((bug, start), detection);
+                }
             });
         }
     });

@@ -901,12 +901,20 @@ fn row_problems(
     by_row.sort_unstable();
     // (region, sequence, row id) of every row found, for duplicates.
     let mut sequences: Vec<(RegionId, u64, u64)> = Vec::with_capacity(by_row.len());
+    // Row ids ascend, so the write holding each (the last one starting at
+    // or before it) only moves forward.
+    let mut writes_started = 0;
     for group in by_row.chunk_by(|a, b| a.0 == b.0) {
         let row_id = group[0].0;
         let places = || group.iter().map(|(_, index)| &found[*index]);
         let item = &found[group[0].1];
-        let write_index = writes.partition_point(|(first_row_id, _, _)| *first_row_id <= row_id);
-        let Some((_, write, expect)) = write_index.checked_sub(1).map(|i| &writes[i]) else {
+        while writes
+            .get(writes_started)
+            .is_some_and(|(first_row_id, _, _)| *first_row_id <= row_id)
+        {
+            writes_started += 1;
+        }
+        let Some((_, write, expect)) = writes_started.checked_sub(1).map(|i| &writes[i]) else {
             problems.push(format!(
                 "row {row_id} in {}: expected only rows the clients wrote, saw a phantom",
                 item.place
@@ -986,6 +994,9 @@ fn row_problems(
         .map(|group| group[0].0)
         .collect();
     let mut checked = 0u64;
+    // Writes and their rows ascend by row id, and so do the ids found: one
+    // walk over both.
+    let mut found_before = 0;
     for (_, write, expect) in &writes {
         let Some(rows) = &write.write else { continue };
         if !in_scope(write.region_id) {
@@ -997,7 +1008,13 @@ fn row_problems(
         }
         for index in 0..rows.rows.len() as u64 {
             let row_id = rows.first_row_id + index;
-            if found_row_ids.binary_search(&row_id).is_err() {
+            while found_row_ids
+                .get(found_before)
+                .is_some_and(|found_id| *found_id < row_id)
+            {
+                found_before += 1;
+            }
+            if found_row_ids.get(found_before) != Some(&row_id) {
                 problems.push(format!(
                     "row {row_id} of {} (acknowledged {}): expected in a memtable, a listed SST or the WAL tail, \
                      saw it nowhere",

@@ -231,6 +231,31 @@ mod tests {
         assert_eq!(region.version.flushed_entry_id, 1);
     }
 
+    /// SST file ids are built from memtable ids, so a memtable id that came
+    /// back after a truncate could let a new flush overwrite an old file.
+    #[test]
+    fn memtable_ids_never_repeat_across_freeze_and_truncate() {
+        let buffer = Arc::new(WriteBufferManager::new(1 << 20));
+        let mut region = region(&buffer);
+        let mut seen = vec![region.version.mutable.id()];
+        let mut entry_id = 0;
+        for step in 0..6 {
+            entry_id += 1;
+            region.version.apply_write(&entry(entry_id, entry_id * 10, 1));
+            if step % 3 == 1 {
+                region.version.truncate(entry_id, entry_id * 10);
+            } else {
+                assert!(region.version.freeze_mutable());
+            }
+            let id = region.version.mutable.id();
+            assert!(
+                !seen.contains(&id),
+                "step {step}: expected a fresh memtable id, saw {id:?} again (seen {seen:?})"
+            );
+            seen.push(id);
+        }
+    }
+
     #[test]
     fn truncate_frees_memory_and_moves_marks() {
         let buffer = Arc::new(WriteBufferManager::new(1 << 20));

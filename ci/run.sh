@@ -14,6 +14,8 @@ rustc --version
 
 step "format"
 cargo fmt --all -- --check
+# fuzz/ is its own workspace, outside `--all`.
+(cd fuzz && cargo fmt -- --check)
 
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings

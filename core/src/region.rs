@@ -241,7 +241,9 @@ mod tests {
         let mut entry_id = 0;
         for step in 0..6 {
             entry_id += 1;
-            region.version.apply_write(&entry(entry_id, entry_id * 10, 1));
+            region
+                .version
+                .apply_write(&entry(entry_id, entry_id * 10, 1));
             if step % 3 == 1 {
                 region.version.truncate(entry_id, entry_id * 10);
             } else {

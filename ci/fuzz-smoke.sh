@@ -3,6 +3,8 @@
 # default 60: three targets, about 3 minutes plus the build). Fails loudly
 # when the nightly toolchain is missing instead of skipping silently, and
 # when a target crashes or a target exists that this script does not run.
+# First it runs the fuzz crate's own tests (the committed seed corpora match
+# their definitions in fuzz/src/seeds.rs; the seed plans pass).
 #
 # The flags, and why:
 # - RUSTFLAGS="--cfg madsim": `sim_plan` and `cli_input` link the simulator,
@@ -48,6 +50,11 @@ for target in ${targets}; do
         exit 1
     fi
 done
+
+echo "--- the fuzz crate's own tests: committed seed corpora match fuzz/src/seeds.rs, seed plans pass"
+tests_started=${SECONDS}
+cargo +nightly test "${FEATURES[@]}"
+echo "tests took $((SECONDS - tests_started))s"
 
 echo "--- building the fuzz targets (RUSTFLAGS=${RUSTFLAGS} ${FEATURES[*]})"
 build_started=${SECONDS}

@@ -49,6 +49,7 @@ planted_bugs! {
     AckBeforeWalDurable = "ack-before-wal-durable": "a write is acknowledged before its WAL append is durable",
     FlushedEntryBeforeSstDurable = "flushed-entry-before-sst-durable": "a flush hands its SST put to the background and commits the flushed entry id without waiting for the SST to be durable",
     ReplayIgnoresFlushedMarks = "replay-ignores-flushed-marks": "opening a region replays the whole WAL, also entries already in SSTs or truncated",
+    DropResultOnFullQueue = "drop-result-on-full-queue": "a flush job stops delivering its result after notify_retry_limit full-queue retries, though the manifest already committed its edit",
 }
 
 impl fmt::Display for PlantedBug {

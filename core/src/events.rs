@@ -57,7 +57,8 @@ pub enum CoreEvent {
         region_id: RegionId,
         attempt: u32,
     },
-    /// A notification could not be delivered after every retry.
+    /// A notification found its worker stopped; the worker answered the
+    /// region's waiters itself when it shut down.
     NotifyGaveUp {
         region_id: RegionId,
     },

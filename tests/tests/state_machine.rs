@@ -259,10 +259,16 @@ fn generated_ops_reach_the_interesting_states() {
 }
 
 /// Planted bugs the op-level property cannot see, and why.
-const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[(
-    PlantedBug::AckBeforeWalDurable,
-    "the local WAL never fails, so an early ack looks like a late one",
-)];
+const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
+    (
+        PlantedBug::AckBeforeWalDurable,
+        "the local WAL never fails, so an early ack looks like a late one",
+    ),
+    (
+        PlantedBug::DropResultOnFullQueue,
+        "the op driver's worker queue is never full; the simulator's notify_failure bursts find it",
+    ),
+];
 
 /// Every other bug of the catalogue is found within a bounded number of
 /// generated cases and shrinks to a short sequence. A bug added to the

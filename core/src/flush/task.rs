@@ -27,7 +27,8 @@ pub struct FlushEnv {
     pub notifier: Arc<dyn WorkerNotifier>,
     pub buffer: Arc<WriteBufferManager>,
     pub bugs: Bugs,
-    /// How often a full worker queue is retried before giving up.
+    /// Retries of a full worker queue after which a waiting flush result is
+    /// logged as stuck (it keeps retrying: see `deliver`).
     pub notify_retry_limit: u32,
     pub notify_retry_backoff_ms: u64,
 }
@@ -193,13 +194,21 @@ async fn write_sst(
 }
 
 /// Hands the result to the worker, retrying while its queue is full.
+///
+/// A full queue is back-pressure, never a reason to drop the result: a
+/// `FlushFinished` carries an edit the manifest has already committed, and a
+/// worker that never hears of it keeps the flushed rows in its memtable too
+/// (read twice) and its waiters waiting. So the job waits, with a backoff
+/// that doubles up to 64 × the base, for as long as the worker lives; after
+/// `notify_retry_limit` retries it says so once in the log. Only a stopped
+/// worker (which answered every waiter on its way out) ends the attempts.
 async fn deliver(env: &FlushEnv, mut notify: BackgroundNotify) {
     let region_id = notify.region_id();
-    for attempt in 1..=env.notify_retry_limit.max(1) {
+    let mut attempt: u32 = 0;
+    loop {
         match env.notifier.notify(notify) {
             Ok(()) => return,
             Err(NotifyError::Closed(_)) => {
-                // The worker stopped and answered every waiter already.
                 env.ports
                     .events
                     .record(CoreEvent::NotifyGaveUp { region_id });
@@ -207,16 +216,28 @@ async fn deliver(env: &FlushEnv, mut notify: BackgroundNotify) {
             }
             Err(NotifyError::Full(returned)) => {
                 notify = returned;
+                attempt = attempt.saturating_add(1);
                 env.ports
                     .events
                     .record(CoreEvent::NotifyRetried { region_id, attempt });
+                if attempt >= env.notify_retry_limit.max(1)
+                    && env.bugs.has(PlantedBug::DropResultOnFullQueue)
+                {
+                    env.ports
+                        .events
+                        .record(CoreEvent::NotifyGaveUp { region_id });
+                    return;
+                }
+                if attempt == env.notify_retry_limit.max(1) {
+                    tracing::error!(
+                        %region_id,
+                        attempt,
+                        "worker queue still full; the flush result keeps waiting"
+                    );
+                }
                 let backoff_ms = env.notify_retry_backoff_ms << attempt.min(6);
                 env.ports.clock.sleep(backoff_ms).await;
             }
         }
     }
-    tracing::error!(%region_id, "flush result undeliverable after every retry");
-    env.ports
-        .events
-        .record(CoreEvent::NotifyGaveUp { region_id });
 }

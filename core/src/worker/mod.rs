@@ -33,7 +33,11 @@ pub struct WorkerConfig {
     pub worker_id: u32,
     /// Bound on the stall queue; a write beyond it is refused at once.
     pub max_stalled_writes: usize,
+    /// Retries of a full worker queue after which a flush job logs its
+    /// result as stuck. It keeps retrying: a committed result is never
+    /// dropped while the worker runs.
     pub notify_retry_limit: u32,
+    /// Base of the doubling backoff between those retries.
     pub notify_retry_backoff_ms: u64,
     pub bugs: Bugs,
 }

@@ -17,6 +17,7 @@ use flush_core::ids::RegionId;
 use flush_core::ports::{MemoryNotifier, NotifyError, WorkerNotifier};
 use flush_core::request::{BackgroundNotify, ClientRequest, WorkerRequest};
 use futures::channel::mpsc;
+use rand::Rng;
 
 use super::World;
 use crate::plan::FaultClass;
@@ -33,10 +34,14 @@ pub struct WorkerInbox {
 pub struct WorkerRouter {
     world: Arc<World>,
     inboxes: Mutex<Vec<WorkerInbox>>,
-    /// Full-queue failures in a row per region, kept below the core's retry
-    /// limit: the fault is transient by definition.
-    consecutive_failures: Mutex<BTreeMap<RegionId, u32>>,
-    max_consecutive_failures: u32,
+    /// Per region, the further attempts a full queue still refuses. A
+    /// `notify_failure` is a burst, not one refusal: a full queue stays full
+    /// for a while. Its length is drawn from 1 to twice the core's retry
+    /// limit, so the fault stays transient, yet bursts often outlast the
+    /// point where the core logs a result as stuck: they must still end in
+    /// delivery, never in a dropped result.
+    full_for: Mutex<BTreeMap<RegionId, u32>>,
+    max_burst: u32,
     /// `Some` while an engine restarts: client requests wait here.
     held: Mutex<Option<VecDeque<ClientRequest>>>,
 }
@@ -46,8 +51,8 @@ impl WorkerRouter {
         WorkerRouter {
             world,
             inboxes: Mutex::new(Vec::new()),
-            consecutive_failures: Mutex::new(BTreeMap::new()),
-            max_consecutive_failures: notify_retry_limit.saturating_sub(1),
+            full_for: Mutex::new(BTreeMap::new()),
+            max_burst: notify_retry_limit.saturating_mul(2).max(1),
             held: Mutex::new(None),
         }
     }
@@ -138,28 +143,51 @@ impl WorkerRouter {
             })
     }
 
-    fn consecutive(&self) -> MutexGuard<'_, BTreeMap<RegionId, u32>> {
-        self.consecutive_failures
+    fn full_for(&self) -> MutexGuard<'_, BTreeMap<RegionId, u32>> {
+        self.full_for
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the region's queue refuses this attempt: the rest of a burst
+    /// (while faults are on), or the start of a new one.
+    fn queue_full(&self, region_id: RegionId) -> bool {
+        if !self.world.faults_on() {
+            self.full_for().remove(&region_id);
+            return false;
+        }
+        let left = self.full_for().get(&region_id).copied().unwrap_or(0);
+        if left > 0 {
+            self.full_for().insert(region_id, left - 1);
+            self.world.record_fault(
+                FaultClass::NotifyFailure,
+                Some(region_id),
+                "worker queue still full",
+            );
+            return true;
+        }
+        self.full_for().remove(&region_id);
+        if !self.world.inject(
+            FaultClass::NotifyFailure,
+            Some(region_id),
+            "worker queue full",
+        ) {
+            return false;
+        }
+        let burst = self
+            .world
+            .with(|state| state.rng().gen_range(1..=self.max_burst));
+        self.full_for().insert(region_id, burst - 1);
+        true
     }
 }
 
 impl WorkerNotifier for WorkerRouter {
     fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
         let region_id = notify.region_id();
-        let failures = self.consecutive().get(&region_id).copied().unwrap_or(0);
-        if failures < self.max_consecutive_failures
-            && self.world.inject(
-                FaultClass::NotifyFailure,
-                Some(region_id),
-                "worker queue full",
-            )
-        {
-            self.consecutive().insert(region_id, failures + 1);
+        if self.queue_full(region_id) {
             return Err(NotifyError::Full(notify));
         }
-        self.consecutive().remove(&region_id);
         let Some(inbox) = self.worker_of(region_id) else {
             return Err(NotifyError::Closed(notify));
         };

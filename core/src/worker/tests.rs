@@ -20,6 +20,7 @@ use futures::FutureExt;
 use self::ledger::{ReplyLedger, Ticket};
 use super::{RegionWorker, WorkerConfig};
 use crate::buffer::WriteBufferManager;
+use crate::bugs::{Bugs, PlantedBug};
 use crate::error::ErrorKind;
 use crate::events::CoreEvent;
 use crate::ids::{RegionId, RequestId};
@@ -271,6 +272,26 @@ fn a_flush_result_outlasts_a_full_queue_past_the_retry_limit() {
     assert_eq!(rig.worker.regions[&R1].version.files().len(), 1);
     assert_eq!((rig.buffer.used_bytes(), rig.buffer.active_bytes()), (0, 0));
     rig.ledger.assert_exactly_once();
+}
+
+/// The planted bug gives up at the retry limit, as the core once did: the
+/// committed result is dropped and the flush waiter is left waiting.
+#[test]
+fn drop_result_on_full_queue_gives_up_at_the_retry_limit() {
+    let config = WorkerConfig {
+        notify_retry_limit: 2,
+        bugs: Bugs::only(PlantedBug::DropResultOnFullQueue),
+        ..Default::default()
+    };
+    let mut rig = Rig::new(1 << 20, config);
+    rig.write("w1", 10);
+    let flush = rig.send("flush", Request::Flush { region_id: R1 });
+    rig.inbox.full_next.store(20, Ordering::Relaxed);
+    rig.run_jobs();
+    assert_eq!(rig.events.count("notify_retried"), 2);
+    assert_eq!(rig.events.count("notify_gave_up"), 1);
+    rig.ledger.assert_waiting(flush);
+    assert_eq!(rig.worker.regions[&R1].version.memtable_rows().count(), 10);
 }
 
 /// A worker holding a flush waiter, a stalled write and an alter queued

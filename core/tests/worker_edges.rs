@@ -259,18 +259,11 @@ impl Rig {
     }
 
     fn expect_ok(&mut self, ticket: Ticket) {
-        let label = self.ledger.label(ticket).to_string();
-        if let Err(error) = self.ledger.reply(ticket) {
-            panic!("{label}: expected Ok, got {error}");
-        }
+        self.ledger.expect_ok(ticket);
     }
 
     fn expect_err(&mut self, ticket: Ticket, kind: ErrorKind) {
-        let label = self.ledger.label(ticket).to_string();
-        match self.ledger.reply(ticket) {
-            Err(error) if error.kind() == kind => {}
-            other => panic!("{label}: expected {}, got {other:?}", kind.as_str()),
-        }
+        self.ledger.expect_err(ticket, kind);
     }
 
     fn events(&self) -> Vec<CoreEvent> {

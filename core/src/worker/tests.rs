@@ -237,13 +237,20 @@ fn requests_released_by_a_flush_run_within_the_same_handle() {
     rig.ledger.assert_exactly_once();
 }
 
-#[test]
-fn a_flush_result_waits_out_a_full_worker_queue() {
-    let mut rig = Rig::new(1 << 20, WorkerConfig::default());
+/// A manual flush of ten rows whose result meets a worker queue that
+/// refuses the next `refusals` deliveries; the flush job has run.
+fn flush_behind_a_full_queue(config: WorkerConfig, refusals: usize) -> (Rig, Ticket) {
+    let mut rig = Rig::new(1 << 20, config);
     rig.write("w1", 10);
     let flush = rig.send("flush", Request::Flush { region_id: R1 });
-    rig.inbox.full_next.store(3, Ordering::Relaxed);
+    rig.inbox.full_next.store(refusals, Ordering::Relaxed);
     rig.run_jobs();
+    (rig, flush)
+}
+
+#[test]
+fn a_flush_result_waits_out_a_full_worker_queue() {
+    let (mut rig, flush) = flush_behind_a_full_queue(WorkerConfig::default(), 3);
     assert_eq!(rig.events.count("notify_retried"), 3);
     assert_eq!(rig.events.count("notify_gave_up"), 0);
     rig.expect_ok(flush);
@@ -260,11 +267,7 @@ fn a_flush_result_outlasts_a_full_queue_past_the_retry_limit() {
         notify_retry_limit: 2,
         ..Default::default()
     };
-    let mut rig = Rig::new(1 << 20, config);
-    rig.write("w1", 10);
-    let flush = rig.send("flush", Request::Flush { region_id: R1 });
-    rig.inbox.full_next.store(20, Ordering::Relaxed);
-    rig.run_jobs();
+    let (mut rig, flush) = flush_behind_a_full_queue(config, 20);
     assert_eq!(rig.events.count("notify_retried"), 20);
     assert_eq!(rig.events.count("notify_gave_up"), 0);
     rig.expect_ok(flush);
@@ -283,11 +286,7 @@ fn drop_result_on_full_queue_gives_up_at_the_retry_limit() {
         bugs: Bugs::only(PlantedBug::DropResultOnFullQueue),
         ..Default::default()
     };
-    let mut rig = Rig::new(1 << 20, config);
-    rig.write("w1", 10);
-    let flush = rig.send("flush", Request::Flush { region_id: R1 });
-    rig.inbox.full_next.store(20, Ordering::Relaxed);
-    rig.run_jobs();
+    let (mut rig, flush) = flush_behind_a_full_queue(config, 20);
     assert_eq!(rig.events.count("notify_retried"), 2);
     assert_eq!(rig.events.count("notify_gave_up"), 1);
     rig.ledger.assert_waiting(flush);

@@ -48,6 +48,28 @@ pub fn outcome(reply: &Reply) -> Result<Output, ErrorKind> {
     }
 }
 
+/// What the tests expect of a client reply, for every rig that tracks
+/// replies in a [`ReplyLedger`].
+impl ReplyLedger<Reply> {
+    /// The reply's output; panics, naming the request, unless it is `Ok`.
+    pub fn expect_ok(&mut self, ticket: Ticket) -> Output {
+        let label = self.label(ticket).to_string();
+        match self.reply(ticket) {
+            Ok(output) => output.clone(),
+            Err(error) => panic!("{label}: expected Ok, got {error}"),
+        }
+    }
+
+    /// Panics, naming the request, unless the reply is an error of `kind`.
+    pub fn expect_err(&mut self, ticket: Ticket, kind: ErrorKind) {
+        let label = self.label(ticket).to_string();
+        match self.reply(ticket) {
+            Err(error) if error.kind() == kind => {}
+            other => panic!("{label}: expected {}, got {other:?}", kind.as_str()),
+        }
+    }
+}
+
 /// One engine, its temporary directory, and the ledger of every request
 /// sent through it.
 pub struct Scenario {
@@ -140,11 +162,7 @@ impl Scenario {
     }
 
     pub fn expect_ok(&mut self, ticket: Ticket) -> Output {
-        let label = self.ledger.label(ticket).to_string();
-        match self.ledger.reply(ticket) {
-            Ok(output) => output.clone(),
-            Err(error) => panic!("{label}: expected Ok, got {error}"),
-        }
+        self.ledger.expect_ok(ticket)
     }
 
     /// Entry id and first sequence of an acknowledged write.
@@ -161,11 +179,7 @@ impl Scenario {
     }
 
     pub fn expect_err(&mut self, ticket: Ticket, kind: ErrorKind) {
-        let label = self.ledger.label(ticket).to_string();
-        match self.ledger.reply(ticket) {
-            Err(error) if error.kind() == kind => {}
-            other => panic!("{label}: expected {}, got {other:?}", kind.as_str()),
-        }
+        self.ledger.expect_err(ticket, kind);
     }
 
     pub fn expect_waiting(&mut self, ticket: Ticket) {

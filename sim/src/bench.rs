@@ -29,17 +29,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use flush_core::buffer::WriteBufferManager;
 use flush_core::bugs::Bugs;
-use flush_core::error::{ErrorKind, StoreError};
+use flush_core::error::ErrorKind;
 use flush_core::events::CoreEvent;
 use flush_core::ids::{RegionId, RequestId};
-use flush_core::local::{MemoryManifestStore, MemoryWal};
+use flush_core::local::{MemoryManifestStore, MemoryObjectStore, MemoryWal};
 use flush_core::memtable::{Row, RowValue};
 use flush_core::ports::{
-    Clock, EventSink, Job, JobRejected, JobScheduler, MemoryNotifier, NoFaults, NotifyError,
-    ObjectStore, Ports, WorkerNotifier,
+    Clock, EventSink, Job, JobRejected, JobScheduler, MemoryNotifier, NoFaults, NotifyError, Ports,
+    WorkerNotifier,
 };
 use flush_core::request::{
     BackgroundNotify, ClientRequest, Reply, Request, Responder, WorkerRequest,
@@ -431,7 +430,7 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
     let flushes = Arc::new(AtomicU64::new(0));
     let ports = Ports {
         jobs: Arc::new(DirectJobs { sender: job_sender }),
-        objects: Arc::new(MemoryObjects::default()),
+        objects: Arc::new(MemoryObjectStore::default()),
         manifests: Arc::new(MemoryManifestStore::default()),
         wal: Arc::new(MemoryWal::default()),
         clock: Arc::new(DirectClock::default()),
@@ -621,53 +620,6 @@ impl JobScheduler for DirectJobs {
         self.sender.unbounded_send(job).map_err(|_| JobRejected {
             reason: "the executor stopped".to_string(),
         })
-    }
-}
-
-/// SST objects in memory.
-#[derive(Default)]
-struct MemoryObjects {
-    objects: Mutex<BTreeMap<String, Bytes>>,
-}
-
-impl MemoryObjects {
-    fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
-        self.objects
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl ObjectStore for MemoryObjects {
-    fn put(&self, path: &str, bytes: Bytes) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.objects().insert(path.to_string(), bytes);
-        future::ready(Ok(())).boxed()
-    }
-
-    fn get(&self, path: &str) -> BoxFuture<'static, Result<Bytes, StoreError>> {
-        let found = self
-            .objects()
-            .get(path)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound {
-                path: path.to_string(),
-            });
-        future::ready(found).boxed()
-    }
-
-    fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
-        let paths = self
-            .objects()
-            .range(prefix.to_string()..)
-            .take_while(|(path, _)| path.starts_with(prefix))
-            .map(|(path, _)| path.clone())
-            .collect();
-        future::ready(Ok(paths)).boxed()
-    }
-
-    fn delete(&self, path: &str) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.objects().remove(path);
-        future::ready(Ok(())).boxed()
     }
 }
 

@@ -6,10 +6,8 @@
 //!   side, checked after every step; shared by the proptest suites, the
 //!   cargo-fuzz target and the fuzz regression replays.
 //! - [`fuzz_input`] (feature `arbitrary`): fuzz input bytes ⇄ op sequences.
-//! - [`memory_store`]: an in-memory object store, so a run touches no disk.
 
 #[cfg(feature = "arbitrary")]
 pub mod fuzz_input;
-pub mod memory_store;
 pub mod model;
 pub mod ops;

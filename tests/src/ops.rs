@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use flush_core::bugs::Bugs;
 use flush_core::ids::RegionId;
-use flush_core::local::{LocalEngine, StuckFuture};
+use flush_core::local::{LocalEngine, MemoryObjectStore, StuckFuture};
 use flush_core::manifest::LeaderState;
 use flush_core::memtable::{RowValue, ROW_OVERHEAD_BYTES};
 use flush_core::request::{Reply, Request};
@@ -35,7 +35,6 @@ use flush_core::worker::WorkerConfig;
 use futures::channel::oneshot;
 use proptest::prelude::*;
 
-use crate::memory_store::MemoryObjectStore;
 use crate::model::{
     ModelRequest, Outcome, RegionSummary, SchedulerModel, Slot, StatusSummary, WorkerSummary,
 };

@@ -19,6 +19,7 @@ use futures::{FutureExt, StreamExt};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::draw;
 use crate::ledger::{Origin, Outcome};
 use crate::plan::{FaultClass, Workload};
 use crate::world::crash::CrashSignal;
@@ -212,8 +213,6 @@ enum Belief {
 }
 
 /// Builds a request for a region, given a fresh schema version.
-type MakeRequest = fn(RegionId, u64) -> Request;
-
 type InFlight = FuturesUnordered<BoxFuture<'static, (RegionId, &'static str, Outcome)>>;
 
 /// A workload client: writes with a few other requests mixed in, several in
@@ -291,23 +290,17 @@ impl Client {
     }
 
     fn pick_region(&mut self) -> RegionId {
-        let index = self.rng.gen_range(0..self.regions.len().max(1));
-        self.regions.get(index).copied().unwrap_or(RegionId(1))
+        draw::region(&mut self.rng, &self.regions)
     }
 
     fn write(
         &mut self,
         region_id: RegionId,
     ) -> BoxFuture<'static, (RegionId, &'static str, Outcome)> {
-        let count = self
-            .rng
-            .gen_range(self.workload.rows_per_write_min..=self.workload.rows_per_write_max.max(1));
         let ts = self.world.now_ms() as i64;
-        let rows: Vec<(String, i64)> = (0..count.max(1))
-            .map(|i| {
-                let series = self.rng.gen_range(0..self.workload.series.max(1));
-                (format!("host-{series}"), ts + i64::from(i))
-            })
+        let rows: Vec<(String, i64)> = draw::write_series(&mut self.rng, &self.workload)
+            .into_iter()
+            .zip(ts..)
             .collect();
         let requester = self.requester.clone();
         let origin = self.origin();
@@ -331,29 +324,9 @@ impl Client {
 
     /// The non-write requests that follow this write, per the mix.
     fn mixed_requests(&mut self) -> Vec<Request> {
-        let mix = self.workload.mix.clone();
-        let kinds: [(u32, MakeRequest); 6] = [
-            (mix.flush, |region_id, _| Request::Flush { region_id }),
-            (mix.alter, |region_id, schema_version| Request::Alter {
-                region_id,
-                schema_version,
-            }),
-            (mix.truncate, |region_id, _| Request::Truncate { region_id }),
-            (mix.drop, |region_id, _| Request::Drop { region_id }),
-            (mix.close, |region_id, _| Request::Close { region_id }),
-            (mix.downgrade, |region_id, _| Request::Downgrade {
-                region_id,
-            }),
-        ];
-        let mut requests = Vec::new();
-        for (per_mille, make) in kinds {
-            if self.rng.gen_range(0..1000) < per_mille {
-                let region_id = self.pick_region();
-                let schema_version = self.world.with(|state| state.next_schema_version());
-                requests.push(make(region_id, schema_version));
-            }
-        }
-        requests
+        draw::mixed_requests(&mut self.rng, &self.workload, &self.regions, || {
+            self.world.with(|state| state.next_schema_version())
+        })
     }
 
     fn observe(&mut self, (region_id, kind, outcome): (RegionId, &'static str, Outcome)) {

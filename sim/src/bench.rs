@@ -54,6 +54,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::draw;
 use crate::plan::{stream_rng, Plan, Workload, STREAM_CLIENT_BASE};
 use crate::report::WorkloadChoice;
 use crate::run::{run_with, RunOptions};
@@ -736,24 +737,17 @@ impl DirectClient {
     }
 
     fn pick_region(&mut self) -> RegionId {
-        let index = self.rng.gen_range(0..self.regions.len().max(1));
-        self.regions.get(index).copied().unwrap_or(RegionId(1))
+        draw::region(&mut self.rng, &self.regions)
     }
 
     fn write(&mut self, region_id: RegionId) -> BoxFuture<'static, Outcome> {
-        let workload = &self.workload;
-        let count = self
-            .rng
-            .gen_range(workload.rows_per_write_min..=workload.rows_per_write_max.max(1));
-        let series_count = workload.series.max(1);
-        let rows: Vec<RowValue> = (0..count.max(1))
-            .map(|i| {
-                let series = self.rng.gen_range(0..series_count);
-                RowValue {
-                    series: format!("host-{series}"),
-                    ts: i64::from(i),
-                    value: f64::from(i),
-                }
+        let rows: Vec<RowValue> = draw::write_series(&mut self.rng, &self.workload)
+            .into_iter()
+            .zip(0u32..)
+            .map(|(series, i)| RowValue {
+                series,
+                ts: i64::from(i),
+                value: f64::from(i),
             })
             .collect();
         let reply = self.requester.call(Request::Write { region_id, rows });
@@ -761,35 +755,11 @@ impl DirectClient {
     }
 
     fn mixed_requests(&mut self) -> Vec<Request> {
-        let mix = self.workload.mix.clone();
-        let rates = [
-            mix.flush,
-            mix.alter,
-            mix.truncate,
-            mix.drop,
-            mix.close,
-            mix.downgrade,
-        ];
-        let mut requests = Vec::new();
-        for (kind, per_mille) in rates.into_iter().enumerate() {
-            if self.rng.gen_range(0..1000) >= per_mille {
-                continue;
-            }
-            let region_id = self.pick_region();
-            self.next_schema_version += 1;
-            requests.push(match kind {
-                0 => Request::Flush { region_id },
-                1 => Request::Alter {
-                    region_id,
-                    schema_version: self.next_schema_version,
-                },
-                2 => Request::Truncate { region_id },
-                3 => Request::Drop { region_id },
-                4 => Request::Close { region_id },
-                _ => Request::Downgrade { region_id },
-            });
-        }
-        requests
+        let next_schema_version = &mut self.next_schema_version;
+        draw::mixed_requests(&mut self.rng, &self.workload, &self.regions, || {
+            *next_schema_version += 1;
+            *next_schema_version
+        })
     }
 
     fn observe(&mut self, (region_id, kind, outcome): Outcome) {

@@ -22,6 +22,8 @@
 //! - [`timeline`]: a run's trace as a Chrome trace file (Perfetto).
 //! - [`catalogue`]: seeds-to-detect for each planted bug, over the sweep's
 //!   own plans.
+//! - [`draw`]: what a client asks for next, drawn from its RNG stream;
+//!   the simulated and the bench's direct clients share it.
 //! - [`bench`]: `flushsim bench`: seeds/s, sim overhead over a plain
 //!   executor, Parquet encoding against a bare arrow-rs writer.
 //! - [`cli`]: the `flushsim` command line, a thin layer over the above.
@@ -34,6 +36,7 @@ pub mod bench;
 pub mod catalogue;
 pub mod cli;
 pub mod crash;
+pub mod draw;
 pub mod engine;
 pub mod ledger;
 pub mod oracle;

@@ -1,0 +1,64 @@
+//! What a client asks for next, drawn from its own RNG stream.
+//!
+//! Shared by the simulated clients (`actors`) and `flushsim bench`'s direct
+//! clients, so that for one plan both issue the same requests in the same
+//! order: the overhead ratio compares like with like. The order of the draws
+//! is part of every trace hash; change it only together with the snapshots.
+
+use flush_core::ids::RegionId;
+use flush_core::request::Request;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::plan::Workload;
+
+/// Builds one kind of request for a region and a fresh schema version.
+type MakeRequest = fn(RegionId, u64) -> Request;
+
+/// One of `regions`, uniformly (region 1 if there are none).
+pub fn region(rng: &mut ChaCha8Rng, regions: &[RegionId]) -> RegionId {
+    let index = rng.gen_range(0..regions.len().max(1));
+    regions.get(index).copied().unwrap_or(RegionId(1))
+}
+
+/// The series of each row of the next write: how many rows, then which
+/// series each row belongs to (`host-N`).
+pub fn write_series(rng: &mut ChaCha8Rng, workload: &Workload) -> Vec<String> {
+    let count = rng.gen_range(workload.rows_per_write_min..=workload.rows_per_write_max.max(1));
+    (0..count.max(1))
+        .map(|_| format!("host-{}", rng.gen_range(0..workload.series.max(1))))
+        .collect()
+}
+
+/// The requests issued beside one write: each kind of the workload's mix
+/// with its per-mille chance, in a fixed order, each on a drawn region.
+/// `next_schema_version` is asked once per request issued.
+pub fn mixed_requests(
+    rng: &mut ChaCha8Rng,
+    workload: &Workload,
+    regions: &[RegionId],
+    mut next_schema_version: impl FnMut() -> u64,
+) -> Vec<Request> {
+    let mix = &workload.mix;
+    let kinds: [(u32, MakeRequest); 6] = [
+        (mix.flush, |region_id, _| Request::Flush { region_id }),
+        (mix.alter, |region_id, schema_version| Request::Alter {
+            region_id,
+            schema_version,
+        }),
+        (mix.truncate, |region_id, _| Request::Truncate { region_id }),
+        (mix.drop, |region_id, _| Request::Drop { region_id }),
+        (mix.close, |region_id, _| Request::Close { region_id }),
+        (mix.downgrade, |region_id, _| Request::Downgrade {
+            region_id,
+        }),
+    ];
+    let mut requests = Vec::new();
+    for (per_mille, make) in kinds {
+        if rng.gen_range(0..1000) < per_mille {
+            let region_id = region(rng, regions);
+            requests.push(make(region_id, next_schema_version()));
+        }
+    }
+    requests
+}

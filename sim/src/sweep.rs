@@ -130,6 +130,20 @@ pub struct SweepOptions {
     pub shard: Option<Shard>,
 }
 
+impl SweepOptions {
+    /// Every one of `seeds` on the sweep's own workload, `jobs` at a time,
+    /// unsharded: what tests and measurements ask for.
+    pub fn new(seeds: Vec<u64>, jobs: usize, bugs: Bugs) -> Self {
+        SweepOptions {
+            seeds,
+            jobs,
+            bugs,
+            workload: WorkloadChoice::Sweep,
+            shard: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Failure {
     pub seed: u64,
@@ -469,13 +483,7 @@ mod tests {
 
     #[test]
     fn coverage_lists_what_is_missing_and_is_lenient_for_small_sweeps() {
-        let options = SweepOptions {
-            seeds: vec![],
-            jobs: 1,
-            bugs: Bugs::NONE,
-            workload: WorkloadChoice::Sweep,
-            shard: None,
-        };
+        let options = SweepOptions::new(vec![], 1, Bugs::NONE);
         let mut summary = SweepSummary::new(&options);
         summary.seeds_run = 10;
         let small = fault_coverage(&summary);

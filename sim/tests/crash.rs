@@ -7,7 +7,6 @@
 use flush_core::bugs::{Bugs, PlantedBug};
 use flush_sim::oracle::RECOVERY;
 use flush_sim::plan::FaultClass;
-use flush_sim::report::WorkloadChoice;
 use flush_sim::run::seed_from_env;
 use flush_sim::sweep::{sweep, SweepOptions};
 use flush_sim::{run, Plan};
@@ -26,13 +25,7 @@ fn crash_seeds(start: u64, count: usize) -> Vec<u64> {
 }
 
 fn options(seeds: Vec<u64>, bugs: Bugs) -> SweepOptions {
-    SweepOptions {
-        seeds,
-        jobs: 2,
-        bugs,
-        workload: WorkloadChoice::Sweep,
-        shard: None,
-    }
+    SweepOptions::new(seeds, 2, bugs)
 }
 
 #[test]

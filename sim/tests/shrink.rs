@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use flush_core::bugs::{Bugs, PlantedBug};
-use flush_sim::report::WorkloadChoice;
 use flush_sim::run::seed_from_env;
 use flush_sim::shrink::{shrink, PlanFile, PlanSize, ShrinkOptions};
 use flush_sim::sweep::{sweep, SweepOptions};
@@ -18,13 +17,7 @@ use serde_json::Value;
 fn failing_seed(bug: PlantedBug) -> u64 {
     let first = seed_from_env(0);
     let summary = sweep(
-        &SweepOptions {
-            seeds: (first..first + 16).collect(),
-            jobs: 2,
-            bugs: Bugs::only(bug),
-            workload: WorkloadChoice::Sweep,
-            shard: None,
-        },
+        &SweepOptions::new((first..first + 16).collect(), 2, Bugs::only(bug)),
         |_| {},
     );
     summary

@@ -4,19 +4,12 @@
 use std::process::Command;
 
 use flush_core::bugs::{Bugs, PlantedBug};
-use flush_sim::report::WorkloadChoice;
 use flush_sim::run::seed_from_env;
 use flush_sim::sweep::{sweep, SweepOptions};
 use flush_sim::{run, Plan};
 
 fn options(seeds: Vec<u64>, bugs: Bugs) -> SweepOptions {
-    SweepOptions {
-        seeds,
-        jobs: 2,
-        bugs,
-        workload: WorkloadChoice::Sweep,
-        shard: None,
-    }
+    SweepOptions::new(seeds, 2, bugs)
 }
 
 #[test]

@@ -6,21 +6,11 @@
 //! `INSTA_UPDATE=always cargo test -p flush-tests --test snapshots_sweep`.
 
 use flush_core::bugs::{Bugs, PlantedBug};
-use flush_sim::report::WorkloadChoice;
 use flush_sim::sweep::{sweep, SweepOptions};
 use serde_json::Value;
 
 fn summary_json(seeds: std::ops::Range<u64>, bugs: Bugs) -> Value {
-    let summary = sweep(
-        &SweepOptions {
-            seeds: seeds.collect(),
-            jobs: 2,
-            bugs,
-            workload: WorkloadChoice::Sweep,
-            shard: None,
-        },
-        |_| {},
-    );
+    let summary = sweep(&SweepOptions::new(seeds.collect(), 2, bugs), |_| {});
     let mut value = serde_json::to_value(&summary).expect("summaries serialise");
     if let Some(object) = value.as_object_mut() {
         object.remove("wall_ms");

@@ -43,7 +43,7 @@ use flush_core::ports::{
 use flush_core::request::{
     BackgroundNotify, ClientRequest, Reply, Request, Responder, WorkerRequest,
 };
-use flush_core::worker::{RegionWorker, WorkerConfig};
+use flush_core::worker::RegionWorker;
 use futures::channel::{mpsc, oneshot};
 use futures::executor::LocalPool;
 use futures::future::{self, BoxFuture};
@@ -440,13 +440,7 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
     };
     let mut inboxes = Vec::new();
     for worker_id in 0..workload.workers.max(1) {
-        let config = WorkerConfig {
-            worker_id,
-            max_stalled_writes: workload.max_stalled_writes,
-            notify_retry_limit: workload.notify_retry_limit,
-            notify_retry_backoff_ms: workload.notify_retry_backoff_ms,
-            bugs: Bugs::NONE,
-        };
+        let config = workload.worker_config(worker_id, Bugs::NONE);
         let mut worker = RegionWorker::new(config, ports.clone(), buffer.clone(), router.clone());
         let (sender, mut receiver) = mpsc::unbounded::<WorkerRequest>();
         inboxes.push(sender);

@@ -24,7 +24,7 @@ use flush_core::ids::RegionId;
 use flush_core::memtable::Row;
 use flush_core::ports::Ports;
 use flush_core::request::WorkerRequest;
-use flush_core::worker::{RegionWorker, WorkerConfig, WorkerView};
+use flush_core::worker::{RegionWorker, WorkerView};
 use futures::channel::mpsc;
 use futures::lock::Mutex as AsyncMutex;
 use futures::StreamExt;
@@ -202,13 +202,7 @@ impl Engine {
         let mut loops = Vec::new();
         let mut memory_freed_flags = Vec::new();
         for worker_id in 0..workload.workers.max(1) {
-            let config = WorkerConfig {
-                worker_id,
-                max_stalled_writes: workload.max_stalled_writes,
-                notify_retry_limit: workload.notify_retry_limit,
-                notify_retry_backoff_ms: workload.notify_retry_backoff_ms,
-                bugs,
-            };
+            let config = workload.worker_config(worker_id, bugs);
             let worker = RegionWorker::new(config, ports.clone(), buffer.clone(), router.clone());
             let worker = Arc::new(AsyncMutex::new(worker));
             let (sender, receiver) = mpsc::unbounded();

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use flush_core::bugs::Bugs;
+use flush_core::worker::WorkerConfig;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -124,6 +126,17 @@ pub struct OpMix {
 }
 
 impl Workload {
+    /// The settings of worker `worker_id` under this workload.
+    pub fn worker_config(&self, worker_id: u32, bugs: Bugs) -> WorkerConfig {
+        WorkerConfig {
+            worker_id,
+            max_stalled_writes: self.max_stalled_writes,
+            notify_retry_limit: self.notify_retry_limit,
+            notify_retry_backoff_ms: self.notify_retry_backoff_ms,
+            bugs,
+        }
+    }
+
     /// The benchmark workload of DESIGN §8, pinned as `standard-v1`: 2
     /// workers, 8 regions, 4 clients, 1,000 writes of 10–100 rows, a buffer
     /// small enough for dozens of flushes.

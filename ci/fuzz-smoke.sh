@@ -14,9 +14,9 @@
 #   builds without the cfg: `cargo +nightly fuzz run scheduler_ops`).
 #   Every target gets the same RUSTFLAGS and features, so one build serves
 #   all three.
-# - sim_plan: leak detection off. madsim does not drop the tasks still
-#   parked when a runtime is dropped, so each run leaks its world; LSan would
-#   report that as a crash on the first input.
+# - Every target runs with libFuzzer's defaults for leak detection (on) and
+#   RSS (-rss_limit_mb=2048): a run of `sim_plan` ends every task and frees
+#   its world, so a leak is a finding like any other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
@@ -33,14 +33,11 @@ cd fuzz
 export RUSTFLAGS="--cfg madsim"
 FEATURES=(--features sim)
 
-# Target → extra libFuzzer flags (and environment, for sim_plan).
+# Target → extra libFuzzer flags.
 declare -A EXTRA=(
     [scheduler_ops]=""
-    [sim_plan]="-detect_leaks=0 -max_len=64 -timeout=150"
+    [sim_plan]="-max_len=64 -timeout=150"
     [cli_input]=""
-)
-declare -A ENV=(
-    [sim_plan]="ASAN_OPTIONS=detect_leaks=0"
 )
 
 targets=$(cargo +nightly fuzz list)
@@ -65,8 +62,8 @@ for target in ${targets}; do
     echo "--- fuzz target ${target}: ${FUZZ_SECONDS}s"
     mkdir -p "corpus/${target}"
     log="target/fuzz-smoke-${target}.log"
-    # shellcheck disable=SC2086 # EXTRA and ENV hold several words
-    if ! env ${ENV[${target}]:-} cargo +nightly fuzz run "${FEATURES[@]}" "${target}" \
+    # shellcheck disable=SC2086 # EXTRA holds several words
+    if ! cargo +nightly fuzz run "${FEATURES[@]}" "${target}" \
         "corpus/${target}" -- -max_total_time="${FUZZ_SECONDS}" -print_final_stats=1 \
         ${EXTRA[${target}]} >"${log}" 2>&1; then
         tail -120 "${log}"

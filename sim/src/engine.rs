@@ -196,7 +196,7 @@ impl Engine {
         buffer: Arc<WriteBufferManager>,
         world: Arc<World>,
     ) -> Engine {
-        let node = Handle::current().create_node().name("engine").build();
+        let node = world.create_node("engine");
         let mut inboxes = Vec::new();
         let mut workers = Vec::new();
         let mut loops = Vec::new();

@@ -17,7 +17,8 @@
 //! - [`ledger`] and [`oracle`]: every request and its reply; the named
 //!   checks of DESIGN §4.
 //! - [`report`]: the verdict, the trace hash, the replay line.
-//! - [`sweep`]: many seeds in parallel, summed up, with `fault_coverage`.
+//! - [`sweep`]: many seeds in parallel, summed up, with `fault_coverage`
+//!   and the process's peak resident memory ([`memory`]).
 //! - [`shrink`]: a failing plan made smaller while it fails the same check.
 //! - [`timeline`]: a run's trace as a Chrome trace file (Perfetto).
 //! - [`catalogue`]: seeds-to-detect for each planted bug, over the sweep's
@@ -39,6 +40,7 @@ pub mod crash;
 pub mod draw;
 pub mod engine;
 pub mod ledger;
+pub mod memory;
 pub mod oracle;
 pub mod plan;
 pub mod report;

@@ -205,13 +205,68 @@ fn run_on_this_thread(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
     let simulated = std::panic::catch_unwind(AssertUnwindSafe(|| {
         runtime.block_on(simulate(plan.clone(), bugs, world.clone(), during_flush_rx))
     }));
-    // Dropping the runtime drops every task still parked in it.
-    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(runtime)));
     let (observed, panic) = match simulated {
         Ok(observed) => (Some(observed), None),
         Err(panic) => (None, Some(panic_message(panic.as_ref()))),
     };
-    build_report(plan, bugs, options, &world, observed, panic)
+    let mut report = build_report(plan, bugs, options, &world, observed, panic);
+    if let Err(problem) = tear_down(runtime, world) {
+        report.passed = false;
+        report.checks.push(CheckResult::fail(
+            oracle::NO_PANIC,
+            format!("{}: {problem}", oracle::NO_PANIC),
+        ));
+    }
+    report
+}
+
+/// Yields the teardown gives the executor to drop the killed tasks (each
+/// dropped task may wake others; a handful of rounds is plenty).
+const TEARDOWN_YIELDS: u32 = 1_000;
+
+/// Ends every task of the run, drops its runtime, and checks the run's
+/// post-condition: no task is left and nothing but the caller holds the
+/// world, so the world, its ports and the ledger are freed with the run.
+/// Runs after the report is built, so it cannot change what was judged.
+fn tear_down(runtime: Runtime, world: Arc<World>) -> Result<(), String> {
+    let leftover = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            world.end_every_task();
+            let mut yields = 0;
+            loop {
+                let alive = madsim::runtime::Handle::current().metrics().num_tasks();
+                if alive == 0 || yields == TEARDOWN_YIELDS {
+                    return alive;
+                }
+                yields += 1;
+                madsim::task::yield_now().await;
+            }
+        })
+    }));
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(runtime)));
+    match leftover {
+        Ok(0) => {}
+        Ok(alive) => {
+            return Err(format!(
+                "expected every task of the run to end with it, saw {alive} still alive after \
+                 its nodes were killed"
+            ))
+        }
+        Err(panic) => {
+            return Err(format!(
+                "expected the teardown to end every task, saw a panic: {}",
+                panic_message(panic.as_ref())
+            ))
+        }
+    }
+    match Arc::strong_count(&world) {
+        1 => Ok(()),
+        holders => Err(format!(
+            "expected the world to be freed with the run, saw {} other holders of it \
+             after the runtime was dropped",
+            holders - 1
+        )),
+    }
 }
 
 fn build_report(
@@ -335,9 +390,12 @@ async fn simulate(
         ),
     );
     let rig = build_rig(&plan, bugs, &world);
+    // Every task below (and every task those spawn) lives on this node, so
+    // the teardown can end them all.
+    let actors = world.create_node("actors");
     let requester = Requester::new(world.clone(), rig.router.clone());
     let stop_ticker = Arc::new(AtomicBool::new(false));
-    drop(madsim::task::spawn(run_ticker(
+    drop(actors.spawn(run_ticker(
         rig.router.clone(),
         WORKER_TICK_MS,
         stop_ticker.clone(),
@@ -368,7 +426,7 @@ async fn simulate(
             stop.clone(),
             clients_running.clone(),
         );
-        drop(madsim::task::spawn(client.run()));
+        drop(actors.spawn(client.run()));
     }
     let injector = || {
         Injector::new(
@@ -379,10 +437,8 @@ async fn simulate(
             workload.injector_tick_ms,
         )
     };
-    drop(madsim::task::spawn(injector().run_region_faults()));
-    drop(madsim::task::spawn(
-        injector().run_during_flush(during_flush),
-    ));
+    drop(actors.spawn(injector().run_region_faults()));
+    drop(actors.spawn(injector().run_during_flush(during_flush)));
     let crash_context = CrashContext {
         world: world.clone(),
         engines: rig.engines.clone(),
@@ -395,7 +451,7 @@ async fn simulate(
         ssts: Arc::new(std::sync::Mutex::new(SstCache::default())),
     };
     if let Some(crasher) = CrashActor::new(&plan, crash_context, stop.clone()) {
-        drop(madsim::task::spawn(crasher.run()));
+        drop(actors.spawn(crasher.run()));
     }
 
     let mut sampler = Sampler::default();

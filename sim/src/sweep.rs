@@ -183,6 +183,11 @@ pub struct SweepSummary {
     pub events: u64,
     pub wall_ms: u64,
     pub sim_ms: u64,
+    /// Peak resident memory of the sweeping process, in MiB, when the
+    /// platform tells (Linux). A sweep of any length must stay bounded: a
+    /// figure that grows with the seed count is a leak.
+    #[serde(default)]
+    pub peak_rss_mb: Option<u64>,
     /// Trace hash per seed, for determinism checks.
     #[serde(skip)]
     pub trace_hashes: BTreeMap<u64, String>,
@@ -216,6 +221,7 @@ impl SweepSummary {
             events: 0,
             wall_ms: 0,
             sim_ms: 0,
+            peak_rss_mb: None,
             trace_hashes: BTreeMap::new(),
         }
     }
@@ -263,6 +269,7 @@ impl SweepSummary {
 
     fn finish(&mut self, wall_ms: u64) {
         self.wall_ms = wall_ms;
+        self.peak_rss_mb = crate::memory::peak_rss_mb();
         self.failures.sort_by_key(|failure| failure.seed);
         self.fault_coverage = fault_coverage(self);
     }
@@ -417,6 +424,13 @@ pub fn render_summary(summary: &SweepSummary) -> String {
             summary.wall_ms as f64 / 1_000.0,
             summary.sim_ms as f64 / 1_000.0
         ),
+    );
+    row(
+        &mut out,
+        "peak memory (RSS)",
+        summary
+            .peak_rss_mb
+            .map_or_else(|| "unknown".to_string(), |mb| format!("{mb} MiB")),
     );
     let _ = writeln!(out, "  faults injected:");
     for (class, count) in &summary.faults {

@@ -1,6 +1,6 @@
 //! insta snapshot of the sweep summary of a pinned seed range, as
-//! `flushsim sweep --json` prints it, minus the wall-clock time (the only
-//! field that differs between runs).
+//! `flushsim sweep --json` prints it, minus the wall-clock time and the
+//! process's peak memory (the only fields that differ between runs).
 //!
 //! Accept an intended change with `cargo insta review`, or
 //! `INSTA_UPDATE=always cargo test -p flush-tests --test snapshots_sweep`.
@@ -14,6 +14,7 @@ fn summary_json(seeds: std::ops::Range<u64>, bugs: Bugs) -> Value {
     let mut value = serde_json::to_value(&summary).expect("summaries serialise");
     if let Some(object) = value.as_object_mut() {
         object.remove("wall_ms");
+        object.remove("peak_rss_mb");
     }
     value
 }

@@ -18,12 +18,13 @@ pub mod trace;
 pub mod wal;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use flush_core::ids::RegionId;
 use futures::channel::mpsc;
+use madsim::runtime::{Handle, NodeHandle};
 use madsim::time::Instant;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -143,6 +144,18 @@ impl WorldState {
     }
 }
 
+/// Worlds alive in this process. A run's world must be freed with the run:
+/// anything that keeps it (a task left parked in a dropped runtime, a cycle
+/// of `Arc`s through a waker) keeps every SST, memtable and trace line of
+/// that run alive too, and a long sweep grows without bound.
+static LIVE_WORLDS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many [`World`]s exist in this process right now (between runs of a
+/// sweep it must be 0).
+pub fn live_worlds() -> usize {
+    LIVE_WORLDS.load(Ordering::SeqCst)
+}
+
 pub struct World {
     mix: FaultMix,
     io_latency_ms_max: u64,
@@ -151,6 +164,9 @@ pub struct World {
     start: Instant,
     state: Mutex<WorldState>,
     during_flush: mpsc::UnboundedSender<DuringFlush>,
+    /// Every madsim node the run spawns tasks on (the actors' node and one
+    /// per engine generation), so [`World::end_every_task`] can reach them.
+    nodes: Mutex<Vec<NodeHandle>>,
 }
 
 impl World {
@@ -165,6 +181,7 @@ impl World {
             slow_io_ms_max,
             ..
         } = plan.workload;
+        LIVE_WORLDS.fetch_add(1, Ordering::SeqCst);
         World {
             mix: plan.faults.clone(),
             io_latency_ms_max,
@@ -185,6 +202,40 @@ impl World {
                 next_schema_version: 0,
             }),
             during_flush,
+            nodes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Creates a madsim node for the run's tasks. Every task of a run lives
+    /// on a node made here, never on the supervisor's node 0, which madsim
+    /// can neither kill nor count. Must be called inside the runtime.
+    pub fn create_node(&self, name: &str) -> NodeHandle {
+        let node = Handle::current().create_node().name(name).build();
+        self.nodes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(node.clone());
+        node
+    }
+
+    /// Kills every node of the run, so madsim drops every task still parked
+    /// (a worker loop, a flush job retrying a notification, a client waiting
+    /// for a reply). madsim frees a task only when it ends, is cancelled or
+    /// its node is killed: a task parked when the runtime is dropped holds
+    /// its own waker and is never freed, and it keeps this world (every SST,
+    /// memtable and trace line of the run) alive with it. Must be called
+    /// inside the runtime, after the run is judged: nothing it kills is
+    /// polled again, but their destructors run.
+    pub fn end_every_task(&self) {
+        let nodes = std::mem::take(
+            &mut *self
+                .nodes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let handle = Handle::current();
+        for node in nodes {
+            handle.kill(node.id());
         }
     }
 
@@ -291,6 +342,12 @@ impl World {
         let _ = self
             .during_flush
             .unbounded_send(DuringFlush { class, region_id });
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        LIVE_WORLDS.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -98,6 +98,8 @@ pub enum ManifestError {
     },
     #[error("manifest store i/o error for {region_id}: {reason}")]
     Io { region_id: RegionId, reason: String },
+    #[error("manifest of {region_id} is corrupt: {reason}")]
+    Corrupt { region_id: RegionId, reason: String },
 }
 
 /// Errors of the write-ahead-log port.
@@ -113,6 +115,8 @@ pub enum WalError {
     Read { region_id: RegionId, reason: String },
     #[error("wal entry of {region_id} is corrupt: {reason}")]
     Corrupt { region_id: RegionId, reason: String },
+    #[error("wal truncation for {region_id} failed: {reason}")]
+    Truncate { region_id: RegionId, reason: String },
 }
 
 /// Errors encoding or decoding an SST.

@@ -20,6 +20,9 @@
 //! - [`flush`]: the per-worker flush scheduler and the flush job.
 //! - [`sst`]: memtable rows ⇄ arrow `RecordBatch` ⇄ Parquet bytes.
 //! - [`manifest`]: durable region state and the rules for changing it.
+//! - [`fs`]: the file-system port (what survives a crash: synced bytes,
+//!   synced directory entries) and its `std::fs` implementation;
+//!   [`durable`]: ports written over it (the framed, CRC-checked WAL).
 //! - [`bugs`]: the planted-bug switchboard; [`events`]: state transitions
 //!   reported to the world; [`error`]: typed errors.
 //!
@@ -32,9 +35,11 @@
 
 pub mod buffer;
 pub mod bugs;
+pub mod durable;
 pub mod error;
 pub mod events;
 pub mod flush;
+pub mod fs;
 pub mod ids;
 pub mod local;
 pub mod manifest;

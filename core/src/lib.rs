@@ -22,7 +22,10 @@
 //! - [`manifest`]: durable region state and the rules for changing it.
 //! - [`fs`]: the file-system port (what survives a crash: synced bytes,
 //!   synced directory entries) and its `std::fs` implementation;
-//!   [`durable`]: ports written over it (the framed, CRC-checked WAL).
+//!   [`durable`]: ports written over it (the framed, CRC-checked WAL, the
+//!   manifest file, the object store).
+//! - `tokio_engine` (feature `tokio`): the workers as tokio tasks behind
+//!   bounded queues, a bounded job pool, a graceful stop.
 //! - [`bugs`]: the planted-bug switchboard; [`events`]: state transitions
 //!   reported to the world; [`error`]: typed errors.
 //!
@@ -48,4 +51,6 @@ pub mod ports;
 pub mod region;
 pub mod request;
 pub mod sst;
+#[cfg(feature = "tokio")]
+pub mod tokio_engine;
 pub mod worker;

@@ -16,3 +16,28 @@ pub mod frame;
 pub mod manifest;
 pub mod objects;
 pub mod wal;
+
+use std::sync::Arc;
+
+use crate::fs::FileSystem;
+
+/// The three durable stores over one file system, as an engine opens them
+/// on a directory.
+#[derive(Clone)]
+pub struct DurableStores {
+    pub fs: Arc<dyn FileSystem>,
+    pub wal: Arc<wal::FileWal>,
+    pub manifests: Arc<manifest::FileManifestStore>,
+    pub objects: Arc<objects::FileObjectStore>,
+}
+
+impl DurableStores {
+    pub fn new(fs: Arc<dyn FileSystem>) -> DurableStores {
+        DurableStores {
+            wal: Arc::new(wal::FileWal::new(fs.clone())),
+            manifests: Arc::new(manifest::FileManifestStore::new(fs.clone())),
+            objects: Arc::new(objects::FileObjectStore::new(fs.clone())),
+            fs,
+        }
+    }
+}

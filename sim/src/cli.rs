@@ -52,6 +52,41 @@ pub enum Command {
     /// Time the pinned standard workload: seeds/s, simulated-to-wall time,
     /// sim overhead over a plain executor, Parquet encoding vs raw arrow-rs.
     Bench(BenchArgs),
+    /// Run the tokio engine on real files as a child process, SIGKILL it at
+    /// seeded moments, restart it, and check what it recovered.
+    CrashTest(CrashTestArgs),
+    /// The crash test's child (started by `crash-test`, not by hand).
+    #[command(hide = true)]
+    CrashChild(CrashChildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CrashTestArgs {
+    /// Seed of the rounds' plans (workload, kill points, torn tails).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Rounds, each ended by a SIGKILL (a final graceful round follows).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rounds: u32,
+    /// Directory for the engine's files (default: a fresh temporary one,
+    /// removed when the test passes). Must be new or empty.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Plant a bug: the child leaves torn WAL tails on disk instead of
+    /// cutting them (the test must fail).
+    #[arg(long)]
+    pub skip_torn_tail_repair: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CrashChildArgs {
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub skip_torn_tail_repair: bool,
 }
 
 #[derive(Debug, Args)]
@@ -198,8 +233,49 @@ pub fn main() -> ExitCode {
         Command::CheckDeterminism(args) => cmd_check_determinism(&args),
         Command::Bugs(args) => cmd_bugs(&args),
         Command::Bench(args) => cmd_bench(&args),
+        Command::CrashTest(args) => cmd_crash_test(&args),
+        Command::CrashChild(args) => {
+            crate::crash_test::child::run(&args.dir, !args.skip_torn_tail_repair)
+        }
     };
     ExitCode::from(code)
+}
+
+fn cmd_crash_test(args: &CrashTestArgs) -> u8 {
+    use crate::crash_test::{child_binary, crash_test, render, CrashTestOptions};
+    if let Some(dir) = &args.dir {
+        let occupied = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+        if occupied {
+            return usage_error(&format!(
+                "--dir {}: must be new or empty (the test judges everything in it)",
+                dir.display()
+            ));
+        }
+    }
+    let child = match child_binary() {
+        Ok(child) => child,
+        Err(error) => return usage_error(&error),
+    };
+    let options = CrashTestOptions {
+        seed: args.seed,
+        rounds: args.rounds,
+        dir: args.dir.clone(),
+        child,
+        skip_torn_tail_repair: args.skip_torn_tail_repair,
+    };
+    match crash_test(&options) {
+        Err(error) => usage_error(&error),
+        Ok(report) => {
+            if args.json {
+                if !print_json(&report) {
+                    return EXIT_FAIL;
+                }
+            } else {
+                print!("{}", render(&report));
+            }
+            verdict(report.passed())
+        }
+    }
 }
 
 fn usage_error(message: &str) -> u8 {

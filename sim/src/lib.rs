@@ -10,6 +10,9 @@
 //!   notifiers, event sink), each injecting its faults and counting them.
 //! - [`engine`]: the workers under test, as madsim tasks on their own node.
 //! - [`actors`]: workload clients, the fault injector, the ticker.
+//! - [`crash_test`]: `flushsim crash-test`, the same crash rules held
+//!   against a real child process (the tokio engine on real files) killed
+//!   with SIGKILL.
 //! - [`crash`]: the crash actor: kills the engine (aimed at windows inside
 //!   operations), restarts it, reopens every region, checks `recovery`.
 //! - [`run`]: one run, on a fresh madsim runtime on a fresh thread: setup,
@@ -37,6 +40,7 @@ pub mod bench;
 pub mod catalogue;
 pub mod cli;
 pub mod crash;
+pub mod crash_test;
 pub mod draw;
 pub mod engine;
 pub mod ledger;

@@ -74,6 +74,7 @@ pub struct FileWal {
     segment_bytes: u64,
     regions: Mutex<BTreeMap<RegionId, RegionLog>>,
     repairs: Arc<WalRepairs>,
+    repair_torn_tails: bool,
 }
 
 impl FileWal {
@@ -87,7 +88,16 @@ impl FileWal {
             segment_bytes: segment_bytes.max(1),
             regions: Mutex::new(BTreeMap::new()),
             repairs: Arc::new(WalRepairs::default()),
+            repair_torn_tails: true,
         }
+    }
+
+    /// `false` plants a bug: a torn tail is read around but left on disk,
+    /// so the next append lands after it and the log is corrupt from then
+    /// on. Only for proving that a crash test notices.
+    pub fn with_torn_tail_repair(mut self, repair: bool) -> FileWal {
+        self.repair_torn_tails = repair;
+        self
     }
 
     pub fn repairs(&self) -> &WalRepairs {
@@ -172,10 +182,12 @@ impl FileWal {
                 });
             }
             let valid_len = scanned.valid_len as u64;
-            self.fs
-                .set_len(&path, valid_len)
-                .and_then(|()| self.fs.sync(&path))
-                .map_err(|error| read_error(region_id, &error))?;
+            if self.repair_torn_tails {
+                self.fs
+                    .set_len(&path, valid_len)
+                    .and_then(|()| self.fs.sync(&path))
+                    .map_err(|error| read_error(region_id, &error))?;
+            }
             self.repairs.torn_tails.fetch_add(1, Ordering::Relaxed);
             self.repairs
                 .bytes_dropped

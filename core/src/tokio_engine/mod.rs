@@ -102,7 +102,8 @@ pub struct TokioEngine {
     jobs: Arc<TokioJobs>,
     buffer: Arc<WriteBufferManager>,
     workers: Vec<SharedWorker>,
-    loops: Vec<JoinHandle<()>>,
+    /// Taken by [`TokioEngine::stop`].
+    loops: std::sync::Mutex<Vec<JoinHandle<()>>>,
     ticker: JoinHandle<()>,
     next_request_id: AtomicU64,
     stopping: Arc<AtomicBool>,
@@ -168,7 +169,7 @@ impl TokioEngine {
             jobs,
             buffer,
             workers,
-            loops,
+            loops: std::sync::Mutex::new(loops),
             ticker,
             next_request_id: AtomicU64::new(1),
             stopping,
@@ -218,12 +219,18 @@ impl TokioEngine {
     /// it still holds (pending flushes, stalled writes, waiting DDLs), and
     /// the jobs still running end. Returns whether all of that happened
     /// within `patience`.
-    pub async fn stop(self, patience: Duration) -> bool {
+    pub async fn stop(&self, patience: Duration) -> bool {
         self.stopping.store(true, Ordering::Release);
         self.jobs.close();
         self.router.close();
+        let loops = std::mem::take(
+            &mut *self
+                .loops
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
         let drained = async {
-            for handle in self.loops {
+            for handle in loops {
                 let _ = handle.await;
             }
             self.jobs.idle().await;

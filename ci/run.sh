@@ -48,6 +48,25 @@ fi
 grep -m1 "replay" /tmp/flushsim-canary.log || true
 echo "canary caught, as it must be"
 
+step "crash test: the tokio engine as a real process, SIGKILLed and restarted over real files"
+"$FLUSHSIM" crash-test --rounds 40 --seed "${fresh_start}"
+
+step "crash-test canary: torn WAL tails left on disk must be caught"
+caught=no
+for seed in 1 2 3 4; do
+    if ! "$FLUSHSIM" crash-test --rounds 12 --seed "${seed}" --skip-torn-tail-repair \
+        > /tmp/flushsim-crash-canary.log 2>&1; then
+        caught=yes
+        grep -m1 "FAIL" /tmp/flushsim-crash-canary.log || true
+        break
+    fi
+done
+if [[ ${caught} != yes ]]; then
+    echo "CRASH-TEST CANARY FAILED: torn tails left on disk went unnoticed in 4 runs"
+    exit 1
+fi
+echo "crash-test canary caught, as it must be"
+
 step "fuzz smoke"
 ci/fuzz-smoke.sh
 

@@ -30,6 +30,8 @@
 //!   the simulated and the bench's direct clients share it.
 //! - [`bench`]: `flushsim bench`: seeds/s, sim overhead over a plain
 //!   executor, Parquet encoding against a bare arrow-rs writer.
+//! - [`bench_engine`]: `flushsim bench-engine`: the standard workload on the
+//!   tokio engine over real files (rows/s, flushes/s, syncs per write).
 //! - [`cli`]: the `flushsim` command line, a thin layer over the above.
 //!
 //! Tests, fuzz targets and benchmarks call [`run::run`] and
@@ -37,6 +39,7 @@
 
 pub mod actors;
 pub mod bench;
+pub mod bench_engine;
 pub mod catalogue;
 pub mod cli;
 pub mod crash;

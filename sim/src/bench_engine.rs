@@ -1,0 +1,261 @@
+//! `flushsim bench-engine`: the pinned standard workload on the tokio
+//! engine over real files, beside the same workload in the simulator.
+//!
+//! The clients draw exactly what the simulated clients of a standard seed
+//! draw ([`crate::draw`]): the same regions, write sizes and request mix,
+//! with the same bound on requests in flight, but no think time and no
+//! faults. The files go through a [`FileSystem`] that counts syncs, so the
+//! report says what durability costs: syncs per acknowledged write (each
+//! append syncs its segment; flushes sync SSTs, manifests and directories).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flush_core::bugs::Bugs;
+use flush_core::durable::DurableStores;
+use flush_core::events::CoreEvent;
+use flush_core::fs::{FileSystem, FsError, StdFs};
+use flush_core::ids::RegionId;
+use flush_core::memtable::RowValue;
+use flush_core::ports::EventSink;
+use flush_core::request::{Output, Request};
+use flush_core::tokio_engine::{Stores, TokioEngine, TokioEngineConfig};
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use rand::Rng;
+use serde::Serialize;
+
+use crate::draw;
+use crate::plan::{stream_rng, Plan, STREAM_CLIENT_BASE};
+use crate::run::run;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineBenchReport {
+    pub dir: String,
+    pub seed: u64,
+    pub wall_s: f64,
+    pub writes_acknowledged: u64,
+    pub rows_acknowledged: u64,
+    pub rows_per_s: f64,
+    pub flushes_committed: u64,
+    pub flushes_per_s: f64,
+    pub syncs: u64,
+    pub syncs_per_acknowledged_write: f64,
+    /// The same seed's fault-free standard run in the simulator, and the
+    /// written rows its oracles judged per wall second.
+    pub sim_wall_s: f64,
+    pub sim_rows_per_s: f64,
+}
+
+/// Counts syncs (of files and of directories) on the way to the disk.
+struct CountingFs {
+    inner: StdFs,
+    syncs: AtomicU64,
+}
+
+impl FileSystem for CountingFs {
+    fn create(&self, path: &str) -> Result<(), FsError> {
+        self.inner.create(path)
+    }
+    fn append(&self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
+        self.inner.append(path, bytes)
+    }
+    fn write_at(&self, path: &str, offset: u64, bytes: &[u8]) -> Result<(), FsError> {
+        self.inner.write_at(path, offset, bytes)
+    }
+    fn set_len(&self, path: &str, len: u64) -> Result<(), FsError> {
+        self.inner.set_len(path, len)
+    }
+    fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
+        self.inner.read(path)
+    }
+    fn sync(&self, path: &str) -> Result<(), FsError> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.inner.sync(path)
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<(), FsError> {
+        self.inner.rename(from, to)
+    }
+    fn list(&self, dir: &str) -> Result<Vec<String>, FsError> {
+        self.inner.list(dir)
+    }
+    fn remove(&self, path: &str) -> Result<(), FsError> {
+        self.inner.remove(path)
+    }
+    fn create_dir_all(&self, dir: &str) -> Result<(), FsError> {
+        self.inner.create_dir_all(dir)
+    }
+    fn remove_dir(&self, dir: &str) -> Result<(), FsError> {
+        self.inner.remove_dir(dir)
+    }
+    fn sync_dir(&self, dir: &str) -> Result<(), FsError> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.inner.sync_dir(dir)
+    }
+}
+
+/// Counts committed flushes.
+#[derive(Default)]
+struct FlushCounter(AtomicU64);
+
+impl EventSink for FlushCounter {
+    fn record(&self, event: CoreEvent) {
+        if matches!(event, CoreEvent::FlushCommitted { .. }) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs standard seed `seed` on the tokio engine under `dir` (which must
+/// be new or empty; it is left as it ends).
+pub fn bench_engine(dir: &Path, seed: u64) -> Result<EngineBenchReport, String> {
+    let plan = Plan::standard(seed).without_faults();
+    let fs = Arc::new(CountingFs {
+        inner: StdFs::open(dir).map_err(|error| error.to_string())?,
+        syncs: AtomicU64::new(0),
+    });
+    let flushes = Arc::new(FlushCounter::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?;
+    let (wall, writes, rows) = runtime.block_on(drive(&plan, fs.clone(), flushes.clone()))?;
+    let started = Instant::now();
+    let simulated = run(&plan, Bugs::NONE);
+    let sim_wall = started.elapsed();
+    let wall_s = wall.as_secs_f64().max(1e-9);
+    let flushes_committed = flushes.0.load(Ordering::Relaxed);
+    let syncs = fs.syncs.load(Ordering::Relaxed);
+    Ok(EngineBenchReport {
+        dir: dir.display().to_string(),
+        seed,
+        wall_s,
+        writes_acknowledged: writes,
+        rows_acknowledged: rows,
+        rows_per_s: rows as f64 / wall_s,
+        flushes_committed,
+        flushes_per_s: flushes_committed as f64 / wall_s,
+        syncs,
+        syncs_per_acknowledged_write: syncs as f64 / writes.max(1) as f64,
+        sim_wall_s: sim_wall.as_secs_f64(),
+        sim_rows_per_s: simulated.rows_checked as f64 / sim_wall.as_secs_f64().max(1e-9),
+    })
+}
+
+async fn drive(
+    plan: &Plan,
+    fs: Arc<CountingFs>,
+    flushes: Arc<FlushCounter>,
+) -> Result<(Duration, u64, u64), String> {
+    let workload = &plan.workload;
+    let config = TokioEngineConfig {
+        workers: workload.workers,
+        buffer_bytes: workload.global_buffer_bytes,
+        worker: workload.worker_config(0, Bugs::NONE),
+        ..TokioEngineConfig::default()
+    };
+    let stores = DurableStores::new(fs);
+    let engine = TokioEngine::start_with_events(&config, Stores::from(&stores), flushes);
+    let regions: Vec<RegionId> = (1..=u64::from(workload.regions.max(1)))
+        .map(RegionId)
+        .collect();
+    for region_id in &regions {
+        engine
+            .call(Request::Create {
+                region_id: *region_id,
+            })
+            .await
+            .map_err(|error| format!("creating {region_id}: {error}"))?;
+    }
+    let started = Instant::now();
+    let clients = (0..workload.clients).map(|index| {
+        let rng = stream_rng(plan.seed, STREAM_CLIENT_BASE + u64::from(index));
+        client(&engine, plan, &regions, rng)
+    });
+    let mut writes = 0;
+    let mut rows = 0;
+    for (client_writes, client_rows) in futures::future::join_all(clients).await {
+        writes += client_writes;
+        rows += client_rows;
+    }
+    let wall = started.elapsed();
+    engine.stop(Duration::from_secs(60)).await;
+    Ok((wall, writes, rows))
+}
+
+/// One client: the simulated client's draws, `max_in_flight` at a time.
+/// Returns the writes and rows acknowledged.
+async fn client(
+    engine: &TokioEngine,
+    plan: &Plan,
+    regions: &[RegionId],
+    mut rng: rand_chacha::ChaCha8Rng,
+) -> (u64, u64) {
+    let workload = &plan.workload;
+    let mut in_flight = FuturesUnordered::new();
+    let mut schema = 0;
+    let (mut writes, mut rows) = (0, 0);
+    for write in 0..workload.writes_per_client {
+        let region_id = draw::region(&mut rng, regions);
+        let batch: Vec<RowValue> = draw::write_series(&mut rng, workload)
+            .into_iter()
+            .enumerate()
+            .map(|(index, series)| RowValue {
+                series,
+                ts: i64::from(write) * 1_000 + index as i64,
+                value: rng.gen(),
+            })
+            .collect();
+        let mut requests = vec![Request::Write {
+            region_id,
+            rows: batch,
+        }];
+        requests.extend(draw::mixed_requests(&mut rng, workload, regions, || {
+            schema += 1;
+            schema
+        }));
+        for request in requests {
+            while in_flight.len() >= workload.max_in_flight.max(1) as usize {
+                tally(in_flight.next().await, &mut writes, &mut rows);
+            }
+            let receiver = engine.submit(request.clone()).await;
+            let size = match &request {
+                Request::Write { rows, .. } => Some(rows.len() as u64),
+                _ => None,
+            };
+            in_flight.push(async move { (size, receiver.await) });
+        }
+    }
+    while let Some(done) = in_flight.next().await {
+        tally(Some(done), &mut writes, &mut rows);
+    }
+    (writes, rows)
+}
+
+type Done = (
+    Option<u64>,
+    Result<flush_core::request::Reply, futures::channel::oneshot::Canceled>,
+);
+
+fn tally(done: Option<Done>, writes: &mut u64, rows: &mut u64) {
+    if let Some((Some(size), Ok(Ok(Output::Written { .. })))) = done {
+        *writes += 1;
+        *rows += size;
+    }
+}
+
+/// A fresh directory under `base` for one bench run.
+pub fn fresh_dir(base: &Path) -> Result<PathBuf, String> {
+    for attempt in 0..100u32 {
+        let dir = base.join(format!(
+            "flushsim-bench-engine-{}-{attempt}",
+            std::process::id()
+        ));
+        if std::fs::create_dir_all(base).is_ok() && std::fs::create_dir(&dir).is_ok() {
+            return Ok(dir);
+        }
+    }
+    Err(format!("cannot make a directory under {}", base.display()))
+}

@@ -36,3 +36,20 @@ fn leaving_torn_tails_on_disk_is_caught() {
     });
     assert!(caught, "torn tails left on disk went unnoticed in 4 runs");
 }
+
+#[test]
+fn a_directory_that_is_not_empty_is_bad_input() {
+    let dir = std::env::temp_dir().join(format!("flushsim-crash-busy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a dir");
+    std::fs::write(dir.join("precious.txt"), b"keep me").expect("a file");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flushsim"))
+        .args(["crash-test", "--rounds", "1", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("flushsim runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("must be new or empty"), "{stderr}");
+    assert!(dir.join("precious.txt").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

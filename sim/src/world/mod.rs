@@ -10,6 +10,7 @@ pub mod clock;
 pub mod crash;
 pub mod events;
 pub mod fault_points;
+pub mod fs;
 pub mod jobs;
 pub mod manifests;
 pub mod notifier;

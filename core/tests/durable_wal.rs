@@ -253,6 +253,11 @@ fn a_failed_append_is_cut_before_the_next_frame_is_written() {
         matches!(error, WalError::Append { entry_id: 2, .. }),
         "{error}"
     );
+    // Cut at once: a reopen now (a crash) finds no trace of the refused
+    // entry, not even a torn tail.
+    let peek = FileWal::new(dir.fs.clone());
+    assert_eq!(replayed_ids(&peek, 0).expect("replay"), vec![1]);
+    assert_eq!(peek.repairs().torn_tails.load(Ordering::Relaxed), 0);
     // The caller may retry the same entry: nothing of it was acknowledged.
     append_all(&wal, [2, 3]);
     let reopened = FileWal::new(dir.fs.clone());

@@ -8,9 +8,10 @@
 //! - **Append** writes one frame and syncs the segment before it returns
 //!   `Ok`: an acknowledged write survives a crash. A new segment's name is
 //!   made durable (directory sync) before its first entry is acknowledged.
-//!   A failed append cuts the segment back to its last good byte before
-//!   anything else is written to it, so no frame ever follows bytes of
-//!   unknown state.
+//!   A failed append cuts the segment back to its last good byte at once
+//!   (or, if that fails too, before anything else is written to it), so
+//!   no frame ever follows bytes of unknown state and a refused entry does
+//!   not come back on a reopen.
 //! - **Open** (the first operation on a region after start) scans every
 //!   segment: a torn tail of the last segment is cut off, synced and
 //!   counted; a bad frame anywhere else is [`WalError::Corrupt`], never
@@ -236,7 +237,17 @@ impl FileWal {
             .append(&active.path, &frame)
             .and_then(|()| self.fs.sync(&active.path));
         if let Err(error) = written {
-            log.tail_unsure = true;
+            // Cut what the failed append may have left at once: a frame
+            // written whole but not synced would otherwise come back on a
+            // reopen, although its write was answered with an error. If the
+            // cut fails too, the next append tries again first.
+            let good_len = active.len;
+            let path = active.path.clone();
+            log.tail_unsure = self
+                .fs
+                .set_len(&path, good_len)
+                .and_then(|()| self.fs.sync(&path))
+                .is_err();
             return Err(append_error(error.to_string()));
         }
         active.len += frame.len() as u64;

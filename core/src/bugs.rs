@@ -50,6 +50,7 @@ planted_bugs! {
     FlushedEntryBeforeSstDurable = "flushed-entry-before-sst-durable": "a flush hands its SST put to the background and commits the flushed entry id without waiting for the SST to be durable",
     ReplayIgnoresFlushedMarks = "replay-ignores-flushed-marks": "opening a region replays the whole WAL, also entries already in SSTs or truncated",
     DropResultOnFullQueue = "drop-result-on-full-queue": "a flush job stops delivering its result after notify_retry_limit full-queue retries, though the manifest already committed its edit",
+    AbandonFlushOnWalTrimFailure = "abandon-flush-on-wal-trim-failure": "when trimming the WAL after a committed flush fails, the worker gives up on the flush: its status stays, its waiters and the requests behind it are never answered",
 }
 
 impl fmt::Display for PlantedBug {

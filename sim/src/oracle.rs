@@ -411,7 +411,9 @@ fn cause_of(kind: ErrorKind) -> Cause {
             Cause::Faults(&[FaultClass::SstWriteError, FaultClass::SstPartialObject])
         }
         ErrorKind::WorkerStopped => Cause::Shutdown,
-        ErrorKind::Wal => Cause::Injected(&[FaultClass::WalAppendFailure]),
+        ErrorKind::Wal => {
+            Cause::Injected(&[FaultClass::WalAppendFailure, FaultClass::WalTruncateFailure])
+        }
         ErrorKind::InvalidRequest => Cause::Never,
     }
 }

@@ -250,6 +250,10 @@ pub enum FaultClass {
     /// manifests, replay the WAL. Its probability is the chance of another
     /// crash after each restart.
     Crash,
+    /// Discarding WAL entries fails (a trim after a flush, the trim of a
+    /// truncate, the purge of a drop or a create) and discards nothing.
+    /// Last in [`FaultClass::ALL`], so every older class draws as before.
+    WalTruncateFailure,
 }
 
 impl FaultClass {
@@ -269,6 +273,7 @@ impl FaultClass {
         FaultClass::SlowIo,
         FaultClass::WalAppendFailure,
         FaultClass::Crash,
+        FaultClass::WalTruncateFailure,
     ];
 
     /// Stable snake_case name, as in JSON.
@@ -288,6 +293,7 @@ impl FaultClass {
             FaultClass::SlowIo => "slow_io",
             FaultClass::WalAppendFailure => "wal_append_failure",
             FaultClass::Crash => "crash",
+            FaultClass::WalTruncateFailure => "wal_truncate_failure",
         }
     }
 
@@ -306,6 +312,7 @@ impl FaultClass {
             FaultClass::SlowIo => (0.01, 0.3),
             FaultClass::WalAppendFailure => (0.002, 0.05),
             FaultClass::Crash => (0.2, 0.8),
+            FaultClass::WalTruncateFailure => (0.02, 0.4),
         }
     }
 }

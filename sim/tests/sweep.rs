@@ -129,3 +129,30 @@ fn the_cli_exits_0_on_pass_and_1_on_a_caught_bug() {
     assert_eq!(code, 0);
     assert!(stdout.contains("forget-free-mem"));
 }
+
+/// `abandon-flush-on-wal-trim-failure` is the planted bug of the
+/// `wal_truncate_failure` fault class: the default plans catch it, and the
+/// same plans with only that class switched off do not.
+#[test]
+fn only_wal_truncate_failures_expose_a_flush_abandoned_on_a_failed_trim() {
+    use flush_sim::plan::FaultClass;
+    let bugs = Bugs::only(PlantedBug::AbandonFlushOnWalTrimFailure);
+    let seeds = 0..40;
+    let caught = seeds
+        .clone()
+        .filter(|seed| !run(&Plan::from_seed(*seed), bugs).passed)
+        .count();
+    assert!(caught > 0, "the default plans of 40 seeds missed the bug");
+    for seed in seeds {
+        let mut plan = Plan::from_seed(seed);
+        if let Some(setting) = plan.faults.classes.get_mut(&FaultClass::WalTruncateFailure) {
+            setting.enabled = false;
+        }
+        let report = run(&plan, bugs);
+        assert!(
+            report.passed,
+            "seed {seed} failed without wal_truncate_failure: {:?}",
+            report.first_failure()
+        );
+    }
+}

@@ -39,8 +39,14 @@ fn bad_arguments() {
             &["replay", "--seed", "1", "--plan", "p.json"][..],
         ),
         ("unknown_command", &["frobnicate"][..]),
-        ("crash_test_zero_rounds", &["crash-test", "--rounds", "0"][..]),
-        ("crash_test_seed_not_a_number", &["crash-test", "--seed", "x"][..]),
+        (
+            "crash_test_zero_rounds",
+            &["crash-test", "--rounds", "0"][..],
+        ),
+        (
+            "crash_test_seed_not_a_number",
+            &["crash-test", "--seed", "x"][..],
+        ),
     ] {
         insta::assert_snapshot!(name, parse_error(args));
     }

@@ -268,6 +268,10 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         PlantedBug::DropResultOnFullQueue,
         "the op driver's worker queue is never full; the simulator's notify_failure bursts find it",
     ),
+    (
+        PlantedBug::AbandonFlushOnWalTrimFailure,
+        "the local WAL never fails a trim; the simulator's wal_truncate_failure finds it",
+    ),
 ];
 
 /// Every other bug of the catalogue is found within a bounded number of

@@ -97,8 +97,16 @@ impl RegionWorker {
                 flushed_entry_id
             };
             // A failed trim only keeps entries longer; replay skips them.
+            // The flush itself is done and must be finished below.
             if let Err(error) = self.env.ports.wal.truncate(region_id, up_to).await {
                 tracing::warn!(%region_id, %error, "wal truncation failed");
+                if self
+                    .config
+                    .bugs
+                    .has(PlantedBug::AbandonFlushOnWalTrimFailure)
+                {
+                    return;
+                }
             }
         }
         let released =

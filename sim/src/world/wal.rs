@@ -13,7 +13,8 @@
 //!
 //! Entry ids must increase within a log; an append that does not is refused
 //! (as a real log would) and traced, so the core's numbering is checked too.
-//! Truncation and purge are durable at once (metadata operations).
+//! Truncation and purge are durable at once (metadata operations); a
+//! `wal_truncate_failure` makes one discard nothing and fail.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -180,6 +181,20 @@ impl SimWal {
         (lost, torn)
     }
 
+    /// A `wal_truncate_failure`: the log discards nothing this time.
+    fn refuse_truncation(&self, region_id: RegionId, what: &str) -> Result<(), WalError> {
+        if self
+            .world
+            .inject(FaultClass::WalTruncateFailure, Some(region_id), what)
+        {
+            return Err(WalError::Truncate {
+                region_id,
+                reason: format!("injected: {what} failed"),
+            });
+        }
+        Ok(())
+    }
+
     async fn replay_inner(
         self,
         region_id: RegionId,
@@ -213,6 +228,7 @@ impl SimWal {
         up_to_entry_id: u64,
     ) -> Result<(), WalError> {
         super::sleep(self.world.io_delay(Some(region_id), "wal truncate")).await;
+        self.refuse_truncation(region_id, "wal truncate")?;
         if let Some(log) = self.lock().get_mut(&region_id) {
             log.entries = log.entries.split_off(&(up_to_entry_id + 1));
             log.truncated_entry_id = log.truncated_entry_id.max(up_to_entry_id);
@@ -229,6 +245,7 @@ impl SimWal {
 
     async fn purge_inner(self, region_id: RegionId) -> Result<(), WalError> {
         super::sleep(self.world.io_delay(Some(region_id), "wal purge")).await;
+        self.refuse_truncation(region_id, "wal purge")?;
         self.lock().remove(&region_id);
         self.world.trace("wal", format!("{region_id} purged"));
         Ok(())

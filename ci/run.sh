@@ -49,7 +49,7 @@ grep -m1 "replay" /tmp/flushsim-canary.log || true
 echo "canary caught, as it must be"
 
 step "crash test: the tokio engine as a real process, SIGKILLed and restarted over real files"
-"$FLUSHSIM" crash-test --rounds 40 --seed "${fresh_start}"
+"$FLUSHSIM" crash-test --rounds 200 --seed "${fresh_start}"
 
 step "crash-test canary: torn WAL tails left on disk must be caught"
 caught=no

@@ -6,8 +6,10 @@
 //! region, drives a seeded workload through its stdin (writes, flushes,
 //! alters, truncates, drops, creates) with several requests in flight, and
 //! kills it with SIGKILL at a seeded moment — often right behind a flush.
-//! Sometimes it then tears the tail of a WAL segment, as a write cut short
-//! by a power loss would. The last round stops the child gracefully after
+//! After each kill the parent reads the directory as a restart would (SSTs
+//! listed by each manifest, then the WAL after its marks) and holds it to
+//! the [`model`]. Sometimes it then tears the tail of a WAL segment, as a
+//! write cut short by a power loss would. The last round stops the child gracefully after
 //! flushing every region, and the parent judges the directory itself with
 //! the [`model`]: every acknowledged row present exactly once, nothing
 //! refused, truncated or dropped back, every manifest loads, every SST on
@@ -31,7 +33,7 @@ use std::time::Duration;
 use flush_core::durable::DurableStores;
 use flush_core::fs::{FileSystem, StdFs};
 use flush_core::ids::{region_sst_prefix, sst_path, RegionId};
-use flush_core::ports::{ManifestStore, ObjectStore};
+use flush_core::ports::{ManifestStore, ObjectStore, Wal};
 use futures::FutureExt as _;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -352,10 +354,39 @@ impl Run<'_> {
                 _ => {}
             }
         }
+        self.judge_recoverable()?;
         if self.rng.gen_bool(0.3) {
             self.tear_a_wal_tail()?;
         }
         Ok(())
+    }
+
+    /// After a kill, before the restart: what a restart would recover of
+    /// each region the model holds open (its SSTs, and its WAL after the
+    /// manifest's marks) must hold every acknowledged row once.
+    fn judge_recoverable(&mut self) -> Result<(), String> {
+        let fs: std::sync::Arc<dyn FileSystem> =
+            std::sync::Arc::new(StdFs::open(&self.dir).map_err(|error| error.to_string())?);
+        let stores = DurableStores::new(fs);
+        let mut problems = Vec::new();
+        for region_id in self.model.open_regions() {
+            match recoverable_rows(&stores, region_id) {
+                Ok(rows) => {
+                    let (found, checked) = self.model.judge_rows(region_id, &rows);
+                    self.report.rows_checked += checked;
+                    problems.extend(found);
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "after the kill, the directory holds: {}",
+                problems.join("; ")
+            ))
+        }
     }
 
     /// Picks what to send next, to a region the model holds open (or a
@@ -513,6 +544,48 @@ impl Run<'_> {
         }
         problems
     }
+}
+
+/// The rows a restart would recover for an open region: those in the
+/// SSTs its manifest lists, then those of the WAL entries after its marks
+/// (skipping entries whose rows a flush already holds, as recovery does).
+fn recoverable_rows(
+    stores: &DurableStores,
+    region_id: RegionId,
+) -> Result<Vec<flush_core::memtable::Row>, String> {
+    let manifest = ready(stores.manifests.load(region_id))
+        .map_err(|error| format!("{region_id}: manifest did not load: {error}"))?
+        .ok_or_else(|| format!("{region_id}: expected a manifest, found none"))?;
+    if manifest.dropped {
+        return Err(format!(
+            "{region_id}: expected it open, its manifest says dropped"
+        ));
+    }
+    let mut rows = Vec::new();
+    for file_id in manifest.files.keys() {
+        let path = sst_path(region_id, *file_id);
+        let bytes = ready(stores.objects.get(&path))
+            .map_err(|error| format!("{region_id}: listed SST unreadable: {error}"))?;
+        rows.extend(
+            flush_core::sst::decode_rows(&path, bytes)
+                .map_err(|error| format!("{region_id}: listed SST undecodable: {error}"))?,
+        );
+    }
+    let entries = ready(
+        stores
+            .wal
+            .replay(region_id, manifest.replay_from_entry_id()),
+    )
+    .map_err(|error| format!("{region_id}: WAL replay failed: {error}"))?;
+    let mut next_sequence = manifest.flushed_sequence + 1;
+    for entry in entries {
+        if entry.first_sequence < next_sequence {
+            continue;
+        }
+        next_sequence = entry.first_sequence + entry.rows.len() as u64;
+        rows.extend(entry.to_rows());
+    }
+    Ok(rows)
 }
 
 /// The file-backed stores finish when first polled.

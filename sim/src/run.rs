@@ -10,7 +10,10 @@
 //!    complete within the liveness budget of simulated time;
 //! 4. final: every region is reopened, the engine settles, its state, the
 //!    manifests, the object store and the WAL are gathered, the engine is
-//!    stopped; then the oracles judge.
+//!    stopped; then the oracles judge;
+//! 5. teardown: every node of the run is killed, so madsim drops every task
+//!    still parked, and the run checks that nothing else holds its world
+//!    (a sweep of any length runs in bounded memory).
 //!
 //! Every wait is bounded in simulated time, so a hang becomes a failed
 //! check, never a hung process. A panic anywhere becomes a failed

@@ -27,7 +27,16 @@ const NEW_REGIONS: [RegionId; 3] = [RegionId(1), RegionId(2), RegionId(3)];
 const ROWS_PER_WRITE: usize = 20;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() {
+    // What can go wrong here is the directory (missing, unwritable, a
+    // damaged file in it) or the arguments: bad input, exit 2.
+    if let Err(error) = run().await {
+        eprintln!("error: {error}");
+        std::process::exit(2);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let Some(dir) = args.next() else {
         eprintln!("usage: durable_engine DIR [WRITES]");

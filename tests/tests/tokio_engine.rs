@@ -82,6 +82,19 @@ async fn write_all(
     acknowledged
 }
 
+/// Sends `request` for every region; each must succeed.
+async fn on_every_region(engine: &TokioEngine, request: impl Fn(RegionId) -> Request) {
+    for region_id in REGIONS {
+        let sent = request(region_id);
+        let kind = sent.kind();
+        assert_eq!(
+            engine.call(sent).await,
+            Ok(Output::Done),
+            "{kind} of {region_id}"
+        );
+    }
+}
+
 /// Every row in the SSTs the region's manifest lists.
 async fn rows_in_ssts(stores: &DurableStores, region_id: RegionId) -> Vec<Row> {
     let manifest = stores
@@ -108,12 +121,7 @@ async fn rows_in_ssts(stores: &DurableStores, region_id: RegionId) -> Vec<Row> {
 async fn acknowledged_rows_come_back_exactly_once_after_a_stop_and_a_start() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (engine, _) = start(dir.path());
-    for region_id in REGIONS {
-        assert_eq!(
-            engine.call(Request::Create { region_id }).await,
-            Ok(Output::Done)
-        );
-    }
+    on_every_region(&engine, |region_id| Request::Create { region_id }).await;
     let mut acknowledged = write_all(&engine, 0, 30).await;
     // One region flushed by hand; the others keep rows only in the WAL.
     assert_eq!(
@@ -130,21 +138,11 @@ async fn acknowledged_rows_come_back_exactly_once_after_a_stop_and_a_start() {
     );
 
     let (engine, stores) = start(dir.path());
-    for region_id in REGIONS {
-        assert_eq!(
-            engine.call(Request::Open { region_id }).await,
-            Ok(Output::Done)
-        );
-    }
+    on_every_region(&engine, |region_id| Request::Open { region_id }).await;
     for (region_id, more) in write_all(&engine, 30, 5).await {
         acknowledged.entry(region_id).or_default().extend(more);
     }
-    for region_id in REGIONS {
-        assert_eq!(
-            engine.call(Request::Flush { region_id }).await,
-            Ok(Output::Done)
-        );
-    }
+    on_every_region(&engine, |region_id| Request::Flush { region_id }).await;
     assert!(
         engine.stop(PATIENCE).await,
         "the engine did not stop in time"
@@ -162,12 +160,7 @@ async fn acknowledged_rows_come_back_exactly_once_after_a_stop_and_a_start() {
 async fn a_graceful_stop_answers_every_request_it_holds() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (engine, _) = start(dir.path());
-    for region_id in REGIONS {
-        assert_eq!(
-            engine.call(Request::Create { region_id }).await,
-            Ok(Output::Done)
-        );
-    }
+    on_every_region(&engine, |region_id| Request::Create { region_id }).await;
     let mut receivers = Vec::new();
     for write in 0..40 {
         for region_id in REGIONS {

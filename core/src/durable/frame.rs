@@ -52,39 +52,38 @@ pub struct Scanned {
     pub end: ScanEnd,
 }
 
-/// `entry` as one frame.
-pub fn encode(entry: &WalEntry) -> Vec<u8> {
+/// `entry` as one frame, or why it cannot be one: an entry whose payload
+/// would pass [`MAX_PAYLOAD_BYTES`] (a client's write of that size is
+/// refused by the WAL, not a panic).
+pub fn encode(entry: &WalEntry) -> Result<Vec<u8>, String> {
     let rows_bytes: usize = entry
         .rows
         .iter()
-        .map(|row| ROW_FIXED_BYTES + row.series.len())
-        .sum();
-    let mut frame = Vec::with_capacity(HEADER_BYTES + PAYLOAD_FIXED_BYTES + rows_bytes);
-    frame.extend_from_slice(&[0; HEADER_BYTES]);
+        .map(|row| ROW_FIXED_BYTES.saturating_add(row.series.len()))
+        .fold(0, usize::saturating_add);
+    let payload_len = PAYLOAD_FIXED_BYTES.saturating_add(rows_bytes);
+    if payload_len > MAX_PAYLOAD_BYTES {
+        return Err(format!(
+            "entry {} is {payload_len} bytes, over the {MAX_PAYLOAD_BYTES}-byte frame limit",
+            entry.entry_id
+        ));
+    }
+    // Every length below is at most `payload_len`, so it fits a u32.
+    let mut frame = Vec::with_capacity(HEADER_BYTES + payload_len);
+    frame.put_u32(payload_len as u32);
+    frame.put_u32(0); // the checksum, once the payload is in
     frame.put_u64(entry.entry_id);
     frame.put_u64(entry.first_sequence);
-    frame.put_u32(len_u32(entry.rows.len()));
+    frame.put_u32(entry.rows.len() as u32);
     for row in &entry.rows {
-        frame.put_u32(len_u32(row.series.len()));
+        frame.put_u32(row.series.len() as u32);
         frame.extend_from_slice(row.series.as_bytes());
         frame.put_i64(row.ts);
         frame.put_u64(row.value.to_bits());
     }
-    let payload_len = len_u32(frame.len() - HEADER_BYTES);
     let crc = crc32fast::hash(&frame[HEADER_BYTES..]);
-    frame[..4].copy_from_slice(&payload_len.to_le_bytes());
     frame[4..HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
-    frame
-}
-
-/// Lengths in a frame are `u32`; an entry too big for one is a bug of the
-/// caller (the worker bounds a write far below 4 GiB).
-fn len_u32(len: usize) -> u32 {
-    assert!(
-        len <= MAX_PAYLOAD_BYTES,
-        "a WAL entry of {len} bytes is over the {MAX_PAYLOAD_BYTES}-byte frame limit"
-    );
-    len as u32
+    Ok(frame)
 }
 
 /// Reads every frame of `bytes`. A bad last frame is a torn tail; a bad
@@ -204,7 +203,25 @@ mod tests {
     }
 
     fn log(entries: &[WalEntry]) -> Vec<u8> {
-        entries.iter().flat_map(encode).collect()
+        entries
+            .iter()
+            .flat_map(|entry| encode(entry).expect("a small entry"))
+            .collect()
+    }
+
+    #[test]
+    fn an_entry_too_big_for_a_frame_is_refused_not_a_panic() {
+        let huge = WalEntry {
+            entry_id: 9,
+            first_sequence: 1,
+            rows: vec![RowValue {
+                series: "x".repeat(MAX_PAYLOAD_BYTES),
+                ts: 0,
+                value: 0.0,
+            }],
+        };
+        let error = encode(&huge).expect_err("over the limit");
+        assert!(error.contains("frame limit"), "{error}");
     }
 
     #[test]
@@ -221,7 +238,7 @@ mod tests {
     fn every_cut_of_the_last_frame_is_a_torn_tail() {
         let entries = vec![entry(1, 2), entry(2, 2)];
         let bytes = log(&entries);
-        let first_len = encode(&entries[0]).len();
+        let first_len = encode(&entries[0]).expect("a small entry").len();
         for cut in first_len + 1..bytes.len() {
             let scanned = scan(&bytes[..cut]).expect("a torn tail is not an error");
             assert_eq!(scanned.entries, entries[..1], "cut at {cut}");
@@ -239,8 +256,8 @@ mod tests {
     fn a_flipped_bit_in_the_last_frame_is_a_torn_tail_and_before_it_an_error() {
         let entries = vec![entry(1, 2), entry(2, 2), entry(3, 2)];
         let bytes = log(&entries);
-        let first_len = encode(&entries[0]).len();
-        let last_start = bytes.len() - encode(&entries[2]).len();
+        let first_len = encode(&entries[0]).expect("a small entry").len();
+        let last_start = bytes.len() - encode(&entries[2]).expect("a small entry").len();
 
         let mut last = bytes.clone();
         last[last_start + HEADER_BYTES + 3] ^= 0x10;
@@ -274,7 +291,7 @@ mod tests {
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         frame.extend_from_slice(&payload);
-        frame.extend(encode(&entry(2, 1)));
+        frame.extend(encode(&entry(2, 1)).expect("a small entry"));
         let error = scan(&frame).expect_err("a lying row count");
         assert!(error.reason.contains("rows claimed"), "{}", error.reason);
         for len in 0..40 {

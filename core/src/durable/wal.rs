@@ -221,7 +221,7 @@ impl FileWal {
         }
         self.settle_tail(log)
             .map_err(|error| append_error(error.to_string()))?;
-        let frame = frame::encode(entry);
+        let frame = frame::encode(entry).map_err(append_error)?;
         let needs_segment = log.segments.values().next_back().is_none_or(|active| {
             active.len > 0 && active.len + frame.len() as u64 > self.segment_bytes
         });

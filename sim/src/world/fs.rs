@@ -420,7 +420,7 @@ mod tests {
                     .expect("append");
             }
             // An append the engine never acknowledged: written, not synced.
-            let frame = flush_core::durable::frame::encode(&entry(4));
+            let frame = flush_core::durable::frame::encode(&entry(4)).expect("a small entry");
             fs.append("wal/1/00000000000000000001.wal", &frame)
                 .expect("append");
             let loss = fs.crash(&mut rng(seed));

@@ -123,6 +123,44 @@ pub fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// Creates `path` empty, or empties it if a crashed earlier attempt left
+/// it behind (a temp file, a segment whose name was never made durable).
+pub fn create_or_empty(fs: &dyn FileSystem, path: &str) -> Result<(), FsError> {
+    match fs.create(path) {
+        Err(FsError::Exists { .. }) => fs.set_len(path, 0),
+        other => other,
+    }
+}
+
+/// Replaces `target` with `bytes` so that a crash leaves either the old
+/// file or the whole new one: write `temp`, sync it, rename it over
+/// `target`, sync the directory. Both paths are in the same directory,
+/// which is created if missing.
+pub fn replace_durably(
+    fs: &dyn FileSystem,
+    temp: &str,
+    target: &str,
+    bytes: &[u8],
+) -> Result<(), FsError> {
+    debug_assert_eq!(parent_dir(temp), parent_dir(target));
+    let dir = parent_dir(target);
+    fs.create_dir_all(dir)?;
+    create_or_empty(fs, temp)?;
+    fs.append(temp, bytes)?;
+    fs.sync(temp)?;
+    fs.rename(temp, target)?;
+    fs.sync_dir(dir)
+}
+
+/// Treats "not found" as done: for removals and directory syncs of things
+/// that may already be gone.
+pub fn ignore_missing(result: Result<(), FsError>) -> Result<(), FsError> {
+    match result {
+        Err(FsError::NotFound { .. }) => Ok(()),
+        other => other,
+    }
+}
+
 /// The real file system under a root directory, through `std::fs`. Every
 /// call opens what it needs and closes it again: simple, and nothing stays
 /// open across a crash of the process.

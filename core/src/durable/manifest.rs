@@ -23,7 +23,7 @@ use futures::future::{self, BoxFuture, FutureExt as _};
 
 use super::codec::{PutLe as _, Reader};
 use crate::error::ManifestError;
-use crate::fs::{join, FileSystem, FsError};
+use crate::fs::{join, replace_durably, FileSystem, FsError};
 use crate::ids::{FileId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, ManifestChange, RegionManifest};
 use crate::ports::ManifestStore;
@@ -113,20 +113,16 @@ impl FileManifestStore {
     ) -> Result<(), ManifestError> {
         let region_id = manifest.region_id;
         let dir = region_dir(region_id);
-        let temp = join(&dir, TEMP);
         let bytes = encode(manifest);
-        let written = self
-            .fs
-            .create_dir_all(&dir)
-            .and_then(|()| self.fs.sync_dir(MANIFEST_DIR))
-            .and_then(|()| match self.fs.create(&temp) {
-                Err(FsError::Exists { .. }) => self.fs.set_len(&temp, 0),
-                other => other,
-            })
-            .and_then(|()| self.fs.append(&temp, &bytes))
-            .and_then(|()| self.fs.sync(&temp))
-            .and_then(|()| self.fs.rename(&temp, &join(&dir, CURRENT)))
-            .and_then(|()| self.fs.sync_dir(&dir));
+        // The first time, the region's directory itself is new: its name
+        // is made durable too before the change counts.
+        let written = replace_durably(
+            self.fs.as_ref(),
+            &join(&dir, TEMP),
+            &join(&dir, CURRENT),
+            &bytes,
+        )
+        .and_then(|()| self.fs.sync_dir(MANIFEST_DIR));
         match written {
             Ok(()) => {
                 cache.insert(region_id, Some(manifest.clone()));

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::future::{self, BoxFuture, FutureExt as _};
 
 use crate::error::StoreError;
-use crate::fs::{join, parent_dir, FileSystem, FsError};
+use crate::fs::{ignore_missing, join, parent_dir, replace_durably, FileSystem, FsError};
 use crate::ports::ObjectStore;
 
 /// Directory of every object, under the file system's root.
@@ -33,19 +33,12 @@ impl FileObjectStore {
     fn put_now(&self, path: &str, bytes: &[u8]) -> Result<(), StoreError> {
         check_path(path)?;
         let full = join(OBJECT_DIR, path);
-        let dir = parent_dir(&full).to_string();
-        let temp = format!("{full}{TEMP_SUFFIX}");
-        let written = self
-            .fs
-            .create_dir_all(&dir)
-            .and_then(|()| match self.fs.create(&temp) {
-                Err(FsError::Exists { .. }) => self.fs.set_len(&temp, 0),
-                other => other,
-            })
-            .and_then(|()| self.fs.append(&temp, bytes))
-            .and_then(|()| self.fs.sync(&temp))
-            .and_then(|()| self.fs.rename(&temp, &full))
-            .and_then(|()| self.fs.sync_dir(&dir));
+        let written = replace_durably(
+            self.fs.as_ref(),
+            &format!("{full}{TEMP_SUFFIX}"),
+            &full,
+            bytes,
+        );
         written.map_err(|error| io_error(path, &error))
     }
 
@@ -82,15 +75,13 @@ impl FileObjectStore {
     fn delete_now(&self, path: &str) -> Result<(), StoreError> {
         check_path(path)?;
         let full = join(OBJECT_DIR, path);
-        self.fs
-            .remove(&full)
-            .and_then(|()| self.fs.sync_dir(parent_dir(&full)))
-            .or_else(|error| match error {
-                // The directory never existed: nothing to delete.
-                FsError::NotFound { .. } => Ok(()),
-                other => Err(other),
-            })
-            .map_err(|error| io_error(path, &error))
+        // A directory that never existed: nothing to delete.
+        ignore_missing(
+            self.fs
+                .remove(&full)
+                .and_then(|()| self.fs.sync_dir(parent_dir(&full))),
+        )
+        .map_err(|error| io_error(path, &error))
     }
 }
 

@@ -28,7 +28,7 @@ use futures::future::{self, BoxFuture, FutureExt as _};
 
 use super::frame::{self, ScanEnd};
 use crate::error::WalError;
-use crate::fs::{join, FileSystem, FsError};
+use crate::fs::{create_or_empty, ignore_missing, join, FileSystem, FsError};
 use crate::ids::RegionId;
 use crate::memtable::WalEntry;
 use crate::ports::Wal;
@@ -284,11 +284,8 @@ impl FileWal {
             self.fs.sync_dir(WAL_DIR)?;
         }
         let path = join(&dir, &segment_name(first_entry_id));
-        match self.fs.create(&path) {
-            // Left by an append that failed before its directory sync.
-            Err(FsError::Exists { .. }) => self.fs.set_len(&path, 0)?,
-            other => other?,
-        }
+        // Possibly left by an append that failed before its directory sync.
+        create_or_empty(self.fs.as_ref(), &path)?;
         self.fs.sync_dir(&dir)?;
         log.segments.insert(
             first_entry_id,
@@ -372,23 +369,10 @@ impl FileWal {
                 .remove(&path)
                 .map_err(|error| truncate_error(region_id, &error))?;
         }
-        let purged = self
-            .fs
-            .sync_dir(&dir)
-            .or_else(|error| match error {
-                FsError::NotFound { .. } => Ok(()),
-                other => Err(other),
-            })
+        let purged = ignore_missing(self.fs.sync_dir(&dir))
             .and_then(|()| self.fs.remove_dir(&dir))
-            .and_then(|()| self.fs.sync_dir(WAL_DIR).or_else(ignore_missing));
+            .and_then(|()| ignore_missing(self.fs.sync_dir(WAL_DIR)));
         purged.map_err(|error| truncate_error(region_id, &error))
-    }
-}
-
-fn ignore_missing(error: FsError) -> Result<(), FsError> {
-    match error {
-        FsError::NotFound { .. } => Ok(()),
-        other => Err(other),
     }
 }
 

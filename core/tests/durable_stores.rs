@@ -17,14 +17,12 @@ use flush_core::memtable::Row;
 use flush_core::ports::{ManifestStore, ObjectStore};
 use flush_core::sst;
 use futures::future::BoxFuture;
-use futures::FutureExt as _;
 
 const REGION: RegionId = RegionId(3);
 
 /// The file-backed stores do their blocking work when polled.
 fn ready<T>(future: BoxFuture<'static, T>) -> T {
-    future
-        .now_or_never()
+    flush_core::local::block_on(future)
         .expect("a file-backed store's future is ready when first polled")
 }
 

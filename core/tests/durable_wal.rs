@@ -14,7 +14,6 @@ use flush_core::ids::RegionId;
 use flush_core::memtable::{RowValue, WalEntry};
 use flush_core::ports::Wal;
 use futures::future::BoxFuture;
-use futures::FutureExt as _;
 
 const REGION: RegionId = RegionId(7);
 
@@ -35,9 +34,8 @@ fn entry(entry_id: u64) -> WalEntry {
 /// `FileWal` does its blocking work when polled: its futures are ready on
 /// the first poll.
 fn block_on<T>(future: BoxFuture<'static, T>) -> T {
-    future
-        .now_or_never()
-        .expect("a FileWal future is ready when first polled")
+    flush_core::local::block_on(future)
+        .expect("a file-backed store's future is ready when first polled")
 }
 
 fn frame_len() -> u64 {

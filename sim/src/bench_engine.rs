@@ -8,7 +8,7 @@
 //! report says what durability costs: syncs per acknowledged write (each
 //! append syncs its segment; flushes sync SSTs, manifests and directories).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -244,18 +244,4 @@ fn tally(done: Option<Done>, writes: &mut u64, rows: &mut u64) {
         *writes += 1;
         *rows += size;
     }
-}
-
-/// A fresh directory under `base` for one bench run.
-pub fn fresh_dir(base: &Path) -> Result<PathBuf, String> {
-    for attempt in 0..100u32 {
-        let dir = base.join(format!(
-            "flushsim-bench-engine-{}-{attempt}",
-            std::process::id()
-        ));
-        if std::fs::create_dir_all(base).is_ok() && std::fs::create_dir(&dir).is_ok() {
-            return Ok(dir);
-        }
-    }
-    Err(format!("cannot make a directory under {}", base.display()))
 }

@@ -260,9 +260,10 @@ pub fn main() -> ExitCode {
 }
 
 fn cmd_bench_engine(args: &BenchEngineArgs) -> u8 {
-    use crate::bench_engine::{bench_engine, fresh_dir};
+    use crate::bench_engine::bench_engine;
+    use crate::crash_test::fresh_dir;
     let base = args.under.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = match fresh_dir(&base) {
+    let dir = match fresh_dir(&base, "flushsim-bench-engine") {
         Ok(dir) => dir,
         Err(error) => return usage_error(&error),
     };

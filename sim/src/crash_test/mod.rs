@@ -34,7 +34,6 @@ use flush_core::durable::DurableStores;
 use flush_core::fs::{FileSystem, StdFs};
 use flush_core::ids::{region_sst_prefix, sst_path, RegionId};
 use flush_core::ports::{ManifestStore, ObjectStore, Wal};
-use futures::FutureExt as _;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -96,7 +95,7 @@ pub fn crash_test(options: &CrashTestOptions) -> Result<CrashTestReport, String>
     let (dir, _temp) = match &options.dir {
         Some(dir) => (dir.clone(), None),
         None => {
-            let temp = tempfile_dir()?;
+            let temp = fresh_dir(&std::env::temp_dir(), "flushsim-crash")?;
             (temp.clone(), Some(TempDir(temp)))
         }
     };
@@ -157,10 +156,11 @@ impl Drop for TempDir {
     }
 }
 
-fn tempfile_dir() -> Result<PathBuf, String> {
-    let base = std::env::temp_dir();
+/// A new directory `<prefix>-<pid>-<n>` under `base` (made if missing).
+pub fn fresh_dir(base: &std::path::Path, prefix: &str) -> Result<PathBuf, String> {
+    let _ = std::fs::create_dir_all(base);
     for attempt in 0..100u32 {
-        let dir = base.join(format!("flushsim-crash-{}-{attempt}", std::process::id()));
+        let dir = base.join(format!("{prefix}-{}-{attempt}", std::process::id()));
         if std::fs::create_dir(&dir).is_ok() {
             return Ok(dir);
         }
@@ -491,7 +491,7 @@ impl Run<'_> {
     }
 
     fn judge_region(&mut self, stores: &DurableStores, region_id: RegionId) -> Vec<String> {
-        let manifest = match ready(stores.manifests.load(region_id)) {
+        let manifest = match settled(stores.manifests.load(region_id)) {
             Ok(manifest) => manifest,
             Err(error) => return vec![format!("{region_id}: manifest did not load: {error}")],
         };
@@ -510,23 +510,11 @@ impl Run<'_> {
                 )],
             };
         }
-        let mut problems = Vec::new();
-        let mut rows = Vec::new();
-        for file_id in manifest.files.keys() {
-            let path = sst_path(region_id, *file_id);
-            match ready(stores.objects.get(&path))
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    flush_core::sst::decode_rows(&path, bytes).map_err(|e| e.to_string())
-                }) {
-                Ok(decoded) => rows.extend(decoded),
-                Err(error) => problems.push(format!("{region_id}: listed SST unreadable: {error}")),
-            }
-        }
+        let (rows, mut problems) = listed_sst_rows(stores, region_id, &manifest);
         let (row_problems, checked) = self.model.judge_rows(region_id, &rows);
         problems.extend(row_problems);
         self.report.rows_checked += checked;
-        match ready(stores.objects.list(&region_sst_prefix(region_id))) {
+        match settled(stores.objects.list(&region_sst_prefix(region_id))) {
             Ok(on_disk) => {
                 let listed: Vec<String> = manifest
                     .files
@@ -553,7 +541,7 @@ fn recoverable_rows(
     stores: &DurableStores,
     region_id: RegionId,
 ) -> Result<Vec<flush_core::memtable::Row>, String> {
-    let manifest = ready(stores.manifests.load(region_id))
+    let manifest = settled(stores.manifests.load(region_id))
         .map_err(|error| format!("{region_id}: manifest did not load: {error}"))?
         .ok_or_else(|| format!("{region_id}: expected a manifest, found none"))?;
     if manifest.dropped {
@@ -561,17 +549,11 @@ fn recoverable_rows(
             "{region_id}: expected it open, its manifest says dropped"
         ));
     }
-    let mut rows = Vec::new();
-    for file_id in manifest.files.keys() {
-        let path = sst_path(region_id, *file_id);
-        let bytes = ready(stores.objects.get(&path))
-            .map_err(|error| format!("{region_id}: listed SST unreadable: {error}"))?;
-        rows.extend(
-            flush_core::sst::decode_rows(&path, bytes)
-                .map_err(|error| format!("{region_id}: listed SST undecodable: {error}"))?,
-        );
+    let (mut rows, problems) = listed_sst_rows(stores, region_id, &manifest);
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
     }
-    let entries = ready(
+    let entries = settled(
         stores
             .wal
             .replay(region_id, manifest.replay_from_entry_id()),
@@ -588,12 +570,36 @@ fn recoverable_rows(
     Ok(rows)
 }
 
-/// The file-backed stores finish when first polled.
-fn ready<T>(future: futures::future::BoxFuture<'static, T>) -> T {
-    match future.now_or_never() {
-        Some(output) => output,
-        None => unreachable!("file-backed stores answer when first polled"),
+/// Runs a file-backed store's future (ready when first polled, see
+/// `flush_core::local::block_on`) and turns either failure into text.
+fn settled<T, E: std::fmt::Display>(
+    future: futures::future::BoxFuture<'static, Result<T, E>>,
+) -> Result<T, String> {
+    flush_core::local::block_on(future)
+        .map_err(|stuck| stuck.to_string())?
+        .map_err(|error| error.to_string())
+}
+
+/// The rows of every SST `manifest` lists, and a problem for each one that
+/// cannot be read or decoded.
+fn listed_sst_rows(
+    stores: &DurableStores,
+    region_id: RegionId,
+    manifest: &flush_core::manifest::RegionManifest,
+) -> (Vec<flush_core::memtable::Row>, Vec<String>) {
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for file_id in manifest.files.keys() {
+        let path = sst_path(region_id, *file_id);
+        let decoded = settled(stores.objects.get(&path)).and_then(|bytes| {
+            flush_core::sst::decode_rows(&path, bytes).map_err(|error| error.to_string())
+        });
+        match decoded {
+            Ok(decoded) => rows.extend(decoded),
+            Err(error) => problems.push(format!("{region_id}: listed SST unreadable: {error}")),
+        }
     }
+    (rows, problems)
 }
 
 /// SIGKILL (std's `Child::kill` on Unix), then reap.

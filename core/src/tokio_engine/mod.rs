@@ -106,7 +106,6 @@ pub struct TokioEngine {
     loops: std::sync::Mutex<Vec<JoinHandle<()>>>,
     ticker: JoinHandle<()>,
     next_request_id: AtomicU64,
-    stopping: Arc<AtomicBool>,
 }
 
 impl TokioEngine {
@@ -162,8 +161,7 @@ impl TokioEngine {
             workers.push(worker);
         }
         router.set(inboxes);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let ticker = tokio::spawn(run_ticker(router.clone(), config.tick, stopping.clone()));
+        let ticker = tokio::spawn(run_ticker(router.clone(), config.tick));
         TokioEngine {
             router,
             jobs,
@@ -172,7 +170,6 @@ impl TokioEngine {
             loops: std::sync::Mutex::new(loops),
             ticker,
             next_request_id: AtomicU64::new(1),
-            stopping,
         }
     }
 
@@ -220,7 +217,6 @@ impl TokioEngine {
     /// the jobs still running end. Returns whether all of that happened
     /// within `patience`.
     pub async fn stop(&self, patience: Duration) -> bool {
-        self.stopping.store(true, Ordering::Release);
         self.jobs.close();
         self.router.close();
         let loops = std::mem::take(
@@ -256,10 +252,12 @@ async fn worker_loop(
     worker.lock().await.shutdown();
 }
 
-async fn run_ticker(router: Arc<Router>, tick: Duration, stopping: Arc<AtomicBool>) {
+/// Ticks every worker until [`TokioEngine::stop`] aborts it (once the
+/// queues are closed a tick reaches no one anyway).
+async fn run_ticker(router: Arc<Router>, tick: Duration) {
     let mut interval = tokio::time::interval(tick.max(Duration::from_millis(1)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !stopping.load(Ordering::Acquire) {
+    loop {
         interval.tick().await;
         router.tick();
     }

@@ -51,6 +51,10 @@ planted_bugs! {
     ReplayIgnoresFlushedMarks = "replay-ignores-flushed-marks": "opening a region replays the whole WAL, also entries already in SSTs or truncated",
     DropResultOnFullQueue = "drop-result-on-full-queue": "a flush job stops delivering its result after notify_retry_limit full-queue retries, though the manifest already committed its edit",
     AbandonFlushOnWalTrimFailure = "abandon-flush-on-wal-trim-failure": "when trimming the WAL after a committed flush fails, the worker gives up on the flush: its status stays, its waiters and the requests behind it are never answered",
+    WalAckBeforeSync = "wal-ack-before-sync": "the durable WAL acknowledges an append without syncing its segment, so a crash can take an acknowledged write",
+    WalReplayPastTornTail = "wal-replay-past-torn-tail": "opening the durable WAL reads around a torn tail but leaves it on disk, so later appends land after garbage and a second open loses them",
+    ManifestRenameBeforeSync = "manifest-rename-before-sync": "the manifest store renames its temp file over the manifest before syncing it, so a crash can leave a cut manifest",
+    ManifestSkipDirSync = "manifest-skip-dir-sync": "the manifest store does not sync the directory after its rename, so a crash can bring the old manifest back",
 }
 
 impl fmt::Display for PlantedBug {

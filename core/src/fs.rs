@@ -142,13 +142,40 @@ pub fn replace_durably(
     target: &str,
     bytes: &[u8],
 ) -> Result<(), FsError> {
+    replace_skipping(fs, temp, target, bytes, SkippedSteps::default())
+}
+
+/// Steps of [`replace_durably`] a planted bug leaves out; none outside a
+/// bug hunt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkippedSteps {
+    /// Rename the temp file without syncing it first.
+    pub temp_sync: bool,
+    /// Do not sync the directory after the rename.
+    pub dir_sync: bool,
+}
+
+/// [`replace_durably`] without the steps in `skipped`: how the planted
+/// bugs of a store break the protocol (and the crash tests show it).
+pub fn replace_skipping(
+    fs: &dyn FileSystem,
+    temp: &str,
+    target: &str,
+    bytes: &[u8],
+    skipped: SkippedSteps,
+) -> Result<(), FsError> {
     debug_assert_eq!(parent_dir(temp), parent_dir(target));
     let dir = parent_dir(target);
     fs.create_dir_all(dir)?;
     create_or_empty(fs, temp)?;
     fs.append(temp, bytes)?;
-    fs.sync(temp)?;
+    if !skipped.temp_sync {
+        fs.sync(temp)?;
+    }
     fs.rename(temp, target)?;
+    if skipped.dir_sync {
+        return Ok(());
+    }
     fs.sync_dir(dir)
 }
 

@@ -146,6 +146,42 @@ fn a_torn_tail_is_cut_synced_and_counted_on_open() {
 }
 
 #[test]
+fn a_reader_reads_around_a_torn_tail_and_leaves_it_on_disk() {
+    let dir = dir();
+    append_all(&wal(&dir, 10), 1..=3);
+    let path = wal(&dir, 10).segment_paths(REGION).expect("list")[0].clone();
+    let torn_len = dir.fs.read(&path).expect("read").len() as u64 - 5;
+    dir.fs.set_len(&path, torn_len).expect("tear");
+
+    let reader = FileWal::reader(dir.fs.clone());
+    assert_eq!(replayed_ids(&reader, 0).expect("replay"), vec![1, 2]);
+    assert_eq!(dir.fs.read(&path).expect("read").len() as u64, torn_len);
+}
+
+#[test]
+fn an_append_in_two_halves_is_durable_only_after_its_sync() {
+    let dir = dir();
+    let wal = wal(&dir, 10);
+    append_all(&wal, [1]);
+    wal.write_entry(REGION, &entry(2)).expect("write 2");
+    // One entry per region waits for its sync; a second write is refused
+    // and a sync of an entry that does not wait is refused too.
+    let refused = wal.write_entry(REGION, &entry(3)).expect_err("2 waits");
+    assert!(
+        matches!(refused, WalError::Append { entry_id: 3, .. }),
+        "{refused}"
+    );
+    let refused = wal.sync_entry(REGION, 3).expect_err("3 was not written");
+    assert!(
+        matches!(refused, WalError::Append { entry_id: 3, .. }),
+        "{refused}"
+    );
+    wal.sync_entry(REGION, 2).expect("sync 2");
+    append_all(&wal, [3]);
+    assert_eq!(replayed_ids(&wal, 0).expect("replay"), vec![1, 2, 3]);
+}
+
+#[test]
 fn a_flipped_bit_is_a_torn_tail_at_the_end_and_corruption_before_it() {
     let dir = dir();
     append_all(&wal(&dir, 10), 1..=3);

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flush_core::bugs::Bugs;
+use flush_core::durable::wal::WAL_DIR;
 use flush_core::error::ErrorKind;
 use flush_core::ids::{sst_path, RegionId};
 use flush_core::request::Request;
@@ -36,6 +37,7 @@ use crate::oracle::{self, RecoveredRegion, SstCache};
 use crate::plan::{stream_rng, FaultClass, Plan, Workload, STREAM_CRASH};
 use crate::run::wait_until;
 use crate::world::crash::{CrashWindow, RecoveryRecord};
+use crate::world::fs::CrashLoss;
 use crate::world::notifier::WorkerRouter;
 use crate::world::{sleep, World};
 
@@ -153,7 +155,8 @@ pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
     let dead = context.engines.current();
     let generation = world.begin_crash(window);
     dead.kill();
-    let (unsynced_lost, torn) = context.stores.wal.crash();
+    let loss = context.stores.crash();
+    let (unsynced_lost, torn) = count_wal_losses(world, &loss);
     context.router.hold_clients();
     let next = EngineGeneration::start(
         generation,
@@ -167,10 +170,12 @@ pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
     world.trace(
         "crash",
         format!(
-            "engine {} killed ({}), {unsynced_lost} unsynced WAL entries lost, {torn} torn; \
-             engine {generation} reopens",
+            "engine {} killed ({}), {unsynced_lost} WAL segments lost unsynced bytes, {torn} torn; \
+             {} bytes lost, {} names reverted; engine {generation} reopens",
             generation - 1,
-            window.name()
+            window.name(),
+            loss.bytes_lost,
+            loss.names_reverted
         ),
     );
 
@@ -201,6 +206,30 @@ pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
         ),
     );
     world.end_crash(record);
+}
+
+/// Marks what the crash took from the WAL: segments that lost unsynced
+/// bytes, and those left ending mid-frame (the next open cuts the tail).
+fn count_wal_losses(world: &World, loss: &CrashLoss) -> (u64, u64) {
+    let wal_prefix = format!("{WAL_DIR}/");
+    let wal_files = loss
+        .files
+        .iter()
+        .filter(|file| file.path.starts_with(&wal_prefix));
+    let (mut lost, mut torn) = (0, 0);
+    for file in wal_files {
+        lost += u64::from(file.bytes_lost > 0);
+        torn += u64::from(file.torn);
+    }
+    world.with(|state| {
+        for _ in 0..lost {
+            state.trace.mark("wal_unsynced_lost");
+        }
+        for _ in 0..torn {
+            state.trace.mark("wal_torn_tail");
+        }
+    });
+    (lost, torn)
 }
 
 /// Regions the manifest store lists as not dropped.

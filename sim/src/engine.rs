@@ -35,6 +35,7 @@ use crate::plan::Workload;
 use crate::world::clock::SimClock;
 use crate::world::events::SimEvents;
 use crate::world::fault_points::SimFaultPoints;
+use crate::world::fs::{CrashLoss, SimFs};
 use crate::world::jobs::SimJobScheduler;
 use crate::world::manifests::SimManifestStore;
 use crate::world::notifier::{WorkerInbox, WorkerRouter};
@@ -42,22 +43,39 @@ use crate::world::objects::SimObjectStore;
 use crate::world::wal::SimWal;
 use crate::world::World;
 
-/// The durable part of the world: what survives a crash.
+/// The durable part of the world: what survives a crash. The WAL and the
+/// manifests are the core's durable stores over one simulated file system.
 #[derive(Clone)]
 pub struct Stores {
+    world: Arc<World>,
+    pub fs: Arc<SimFs>,
     pub wal: SimWal,
     pub objects: SimObjectStore,
     pub manifests: SimManifestStore,
 }
 
 impl Stores {
-    pub fn new(world: &Arc<World>) -> Stores {
-        let wal = SimWal::new(world.clone());
+    /// `bugs` plants the durable stores' own bugs (the engine's are given
+    /// to each engine generation).
+    pub fn new(world: &Arc<World>, bugs: Bugs) -> Stores {
+        let fs = Arc::new(SimFs::reliable());
+        let wal = SimWal::new(world.clone(), fs.clone(), bugs);
         Stores {
+            world: world.clone(),
             objects: SimObjectStore::new(world.clone()),
-            manifests: SimManifestStore::new(world.clone(), wal.clone()),
+            manifests: SimManifestStore::new(world.clone(), wal.clone(), fs.clone(), bugs),
             wal,
+            fs,
         }
+    }
+
+    /// A power loss: the file system keeps what was synced (and a drawn
+    /// part of what was not), and the stores are opened afresh over it.
+    pub fn crash(&self) -> CrashLoss {
+        let loss = self.world.with(|state| self.fs.crash(state.rng()));
+        self.wal.reopen();
+        self.manifests.reopen();
+        loss
     }
 }
 

@@ -25,7 +25,7 @@ use crate::ledger::{LedgerEntry, Origin, Outcome};
 use crate::plan::FaultClass;
 use crate::world::manifests::{ManifestRecord, ManifestSlot};
 use crate::world::objects::region_of_path;
-use crate::world::wal::RegionLog;
+use crate::world::wal::DurableLogs;
 use crate::world::{FaultLog, Violations, World, WorldState};
 
 pub const EXACTLY_ONCE_REPLY: &str = "exactly_once_reply";
@@ -165,7 +165,7 @@ pub struct Observations {
     /// Every manifest change with its trace step.
     pub manifest_history: Vec<ManifestRecord>,
     pub objects: BTreeMap<String, Bytes>,
-    pub wal: BTreeMap<RegionId, RegionLog>,
+    pub wal: DurableLogs,
     /// No flush job ran and no request was pending when `views` were taken.
     pub quiescent: bool,
     pub buffer_at_views: BufferReading,
@@ -815,10 +815,10 @@ fn found_rows<'a>(observed: &'a Observations, decoded: &'a Decoded) -> Vec<Found
                 row: Cow::Borrowed(row),
                 place: memtable.clone(),
             }));
-        } else if let (Some(slot), Some(log)) = (live, observed.wal.get(region_id)) {
+        } else if let (Some(slot), Some(Ok(log))) = (live, observed.wal.get(region_id)) {
             let after = slot.manifest.replay_from_entry_id();
             let mut next_sequence = slot.manifest.flushed_sequence + 1;
-            for entry in log.replayable(after) {
+            for entry in log.iter().filter(|entry| entry.entry_id > after) {
                 if entry.first_sequence < next_sequence {
                     continue;
                 }

@@ -356,7 +356,7 @@ impl Rig {
 
 fn build_rig(plan: &Plan, bugs: Bugs, world: &Arc<World>) -> Rig {
     let workload = &plan.workload;
-    let stores = Stores::new(world);
+    let stores = Stores::new(world, bugs);
     let router = Arc::new(WorkerRouter::new(
         world.clone(),
         workload.notify_retry_limit,
@@ -534,7 +534,7 @@ async fn simulate(
     let manifests = rig.stores.manifests.snapshot();
     let manifest_history = rig.stores.manifests.history();
     let objects = rig.stores.objects.snapshot();
-    let wal = rig.stores.wal.snapshot();
+    let wal = rig.stores.wal.durable_logs(&regions);
 
     let shutdown_step = world.trace("phase", "shutdown".to_string());
     let stopped = current

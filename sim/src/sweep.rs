@@ -47,6 +47,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "crash_mid_wal_append",
     "wal_unsynced_lost",
     "wal_torn_tail",
+    "wal_tail_repaired",
 ];
 
 /// Below this many seeds `fault_coverage` is reported but not enforced.

@@ -272,6 +272,22 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         PlantedBug::AbandonFlushOnWalTrimFailure,
         "the local WAL never fails a trim; the simulator's wal_truncate_failure finds it",
     ),
+    (
+        PlantedBug::WalAckBeforeSync,
+        "the op level has no durable WAL and no power loss; the simulator's crashes over its file system find it",
+    ),
+    (
+        PlantedBug::WalReplayPastTornTail,
+        "the op level has no durable WAL and no torn writes; the simulator's crashes find it",
+    ),
+    (
+        PlantedBug::ManifestRenameBeforeSync,
+        "the op level keeps manifests in memory; the simulator's crashes over its file system find it",
+    ),
+    (
+        PlantedBug::ManifestSkipDirSync,
+        "the op level keeps manifests in memory; the simulator's crashes over its file system find it",
+    ),
 ];
 
 /// Every other bug of the catalogue is found within a bounded number of

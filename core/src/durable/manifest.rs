@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::future::{self, BoxFuture, FutureExt as _};
 
 use super::codec::{PutLe as _, Reader};
+use crate::bugs::{Bugs, PlantedBug};
 use crate::error::ManifestError;
-use crate::fs::{join, replace_durably, FileSystem, FsError};
+use crate::fs::{join, replace_skipping, FileSystem, FsError, SkippedSteps};
 use crate::ids::{FileId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, ManifestChange, RegionManifest};
 use crate::ports::ManifestStore;
@@ -42,6 +43,8 @@ pub struct FileManifestStore {
     fs: Arc<dyn FileSystem>,
     /// What each region's file holds, once read or written by us.
     cache: Mutex<BTreeMap<RegionId, Option<RegionManifest>>>,
+    /// Steps of a durable replace a planted bug leaves out.
+    skipped: SkippedSteps,
 }
 
 impl FileManifestStore {
@@ -49,7 +52,18 @@ impl FileManifestStore {
         FileManifestStore {
             fs,
             cache: Mutex::new(BTreeMap::new()),
+            skipped: SkippedSteps::default(),
         }
+    }
+
+    /// Plants the store's bugs (`manifest-rename-before-sync`,
+    /// `manifest-skip-dir-sync`); others are ignored.
+    pub fn with_bugs(mut self, bugs: Bugs) -> FileManifestStore {
+        self.skipped = SkippedSteps {
+            temp_sync: bugs.has(PlantedBug::ManifestRenameBeforeSync),
+            dir_sync: bugs.has(PlantedBug::ManifestSkipDirSync),
+        };
+        self
     }
 
     /// Regions that have a manifest file (dropped ones included), for a
@@ -116,11 +130,12 @@ impl FileManifestStore {
         let bytes = encode(manifest);
         // The first time, the region's directory itself is new: its name
         // is made durable too before the change counts.
-        let written = replace_durably(
+        let written = replace_skipping(
             self.fs.as_ref(),
             &join(&dir, TEMP),
             &join(&dir, CURRENT),
             &bytes,
+            self.skipped,
         )
         .and_then(|()| self.fs.sync_dir(MANIFEST_DIR));
         match written {
@@ -135,7 +150,13 @@ impl FileManifestStore {
         }
     }
 
-    fn create_now(&self, manifest: RegionManifest) -> Result<RegionManifest, ManifestError> {
+    /// The blocking call behind [`ManifestStore::load`].
+    pub fn load_now(&self, region_id: RegionId) -> Result<Option<RegionManifest>, ManifestError> {
+        self.current(&mut self.lock(), region_id)
+    }
+
+    /// The blocking call behind [`ManifestStore::create`].
+    pub fn create_now(&self, manifest: RegionManifest) -> Result<RegionManifest, ManifestError> {
         let region_id = manifest.region_id;
         let mut cache = self.lock();
         if let Some(existing) = self.current(&mut cache, region_id)? {
@@ -147,7 +168,8 @@ impl FileManifestStore {
         Ok(manifest)
     }
 
-    fn apply_now(
+    /// The blocking call behind [`ManifestStore::apply`].
+    pub fn apply_now(
         &self,
         region_id: RegionId,
         change: &ManifestChange,
@@ -174,8 +196,7 @@ impl ManifestStore for FileManifestStore {
         &self,
         region_id: RegionId,
     ) -> BoxFuture<'static, Result<Option<RegionManifest>, ManifestError>> {
-        let loaded = self.current(&mut self.lock(), region_id);
-        future::ready(loaded).boxed()
+        future::ready(self.load_now(region_id)).boxed()
     }
 
     fn apply(

@@ -11,7 +11,8 @@
 //!   A failed append cuts the segment back to its last good byte at once
 //!   (or, if that fails too, before anything else is written to it), so
 //!   no frame ever follows bytes of unknown state and a refused entry does
-//!   not come back on a reopen.
+//!   not come back on a reopen. The two halves of an append (write, sync)
+//!   are also public, so the simulator can crash between them.
 //! - **Open** (the first operation on a region after start) scans every
 //!   segment: a torn tail of the last segment is cut off, synced and
 //!   counted; a bad frame anywhere else is [`WalError::Corrupt`], never
@@ -27,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::future::{self, BoxFuture, FutureExt as _};
 
 use super::frame::{self, ScanEnd};
+use crate::bugs::{Bugs, PlantedBug};
 use crate::error::WalError;
 use crate::fs::{create_or_empty, ignore_missing, join, FileSystem, FsError};
 use crate::ids::RegionId;
@@ -66,6 +68,19 @@ struct RegionLog {
     /// The last segment may hold bytes past `len` from a failed append:
     /// they are cut before the next append.
     tail_unsure: bool,
+    /// An entry written but not yet synced ([`FileWal::write_entry`]).
+    unsynced: Option<Unsynced>,
+}
+
+/// What undoing a written-but-unsynced entry needs.
+#[derive(Clone, Copy, Debug)]
+struct Unsynced {
+    entry_id: u64,
+    /// The segment's good length before the entry.
+    good_len: u64,
+    /// The log's and the segment's last entry before it.
+    last_before: Option<u64>,
+    segment_last_before: Option<u64>,
 }
 
 /// A WAL over a file system. Cheap to share; operations on one region are
@@ -75,7 +90,9 @@ pub struct FileWal {
     segment_bytes: u64,
     regions: Mutex<BTreeMap<RegionId, RegionLog>>,
     repairs: Arc<WalRepairs>,
-    repair_torn_tails: bool,
+    bugs: Bugs,
+    /// A reader never repairs (see [`FileWal::reader`]).
+    read_only: bool,
 }
 
 impl FileWal {
@@ -89,15 +106,26 @@ impl FileWal {
             segment_bytes: segment_bytes.max(1),
             regions: Mutex::new(BTreeMap::new()),
             repairs: Arc::new(WalRepairs::default()),
-            repair_torn_tails: true,
+            bugs: Bugs::NONE,
+            read_only: false,
         }
     }
 
-    /// `false` plants a bug: a torn tail is read around but left on disk,
-    /// so the next append lands after it and the log is corrupt from then
-    /// on. Only for proving that a crash test notices.
-    pub fn with_torn_tail_repair(mut self, repair: bool) -> FileWal {
-        self.repair_torn_tails = repair;
+    /// A WAL for reading what a reopen would find, changing nothing on
+    /// disk (a torn tail is read around, not cut): for oracles and tools.
+    /// Appending through it is a bug of the caller.
+    pub fn reader(fs: Arc<dyn FileSystem>) -> FileWal {
+        FileWal {
+            read_only: true,
+            ..FileWal::new(fs)
+        }
+    }
+
+    /// Plants the WAL's bugs (`wal-ack-before-sync`,
+    /// `wal-replay-past-torn-tail`); others are ignored. Only for proving
+    /// that the simulator and the crash test notice.
+    pub fn with_bugs(mut self, bugs: Bugs) -> FileWal {
+        self.bugs = bugs;
         self
     }
 
@@ -183,7 +211,7 @@ impl FileWal {
                 });
             }
             let valid_len = scanned.valid_len as u64;
-            if self.repair_torn_tails {
+            if !self.read_only && !self.bugs.has(PlantedBug::WalReplayPastTornTail) {
                 self.fs
                     .set_len(&path, valid_len)
                     .and_then(|()| self.fs.sync(&path))
@@ -205,6 +233,16 @@ impl FileWal {
     }
 
     fn append_now(&self, region_id: RegionId, entry: &WalEntry) -> Result<(), WalError> {
+        self.write_entry(region_id, entry)?;
+        self.sync_entry(region_id, entry.entry_id)
+    }
+
+    /// The first half of an append: `entry`'s frame is written to the
+    /// region's active segment (a new one if it is full) but not synced, so
+    /// a crash may lose or tear it. One entry per region may wait for its
+    /// [`FileWal::sync_entry`]; the simulator splits an append here to
+    /// crash between the two halves.
+    pub fn write_entry(&self, region_id: RegionId, entry: &WalEntry) -> Result<(), WalError> {
         let mut regions = self.lock();
         let log = self.opened(&mut regions, region_id)?;
         let append_error = |reason: String| WalError::Append {
@@ -212,7 +250,14 @@ impl FileWal {
             entry_id: entry.entry_id,
             reason,
         };
-        if let Some(last) = log.last_entry_id {
+        if let Some(waiting) = log.unsynced {
+            return Err(append_error(format!(
+                "entry {} is still waiting for its sync",
+                waiting.entry_id
+            )));
+        }
+        let last_before = log.last_entry_id;
+        if let Some(last) = last_before {
             if entry.entry_id <= last {
                 return Err(append_error(format!(
                     "entry id not above the last one ({last})"
@@ -232,28 +277,72 @@ impl FileWal {
         let Some(active) = log.segments.values_mut().next_back() else {
             return Err(append_error("no segment to append to".to_string()));
         };
-        let written = self
-            .fs
-            .append(&active.path, &frame)
-            .and_then(|()| self.fs.sync(&active.path));
-        if let Err(error) = written {
-            // Cut what the failed append may have left at once: a frame
-            // written whole but not synced would otherwise come back on a
-            // reopen, although its write was answered with an error. If the
-            // cut fails too, the next append tries again first.
-            let good_len = active.len;
-            let path = active.path.clone();
-            log.tail_unsure = self
-                .fs
-                .set_len(&path, good_len)
-                .and_then(|()| self.fs.sync(&path))
-                .is_err();
+        let unsynced = Unsynced {
+            entry_id: entry.entry_id,
+            good_len: active.len,
+            last_before,
+            segment_last_before: active.last_entry_id,
+        };
+        if let Err(error) = self.fs.append(&active.path, &frame) {
+            self.undo(log, unsynced);
             return Err(append_error(error.to_string()));
         }
         active.len += frame.len() as u64;
         active.last_entry_id = Some(entry.entry_id);
         log.last_entry_id = Some(entry.entry_id);
+        log.unsynced = Some(unsynced);
         Ok(())
+    }
+
+    /// The second half of an append: syncs the segment holding entry
+    /// `entry_id`, which is durable when this returns `Ok`. On an error
+    /// the entry is cut off again: it was refused, so it must not come
+    /// back on a reopen.
+    pub fn sync_entry(&self, region_id: RegionId, entry_id: u64) -> Result<(), WalError> {
+        let mut regions = self.lock();
+        let log = self.opened(&mut regions, region_id)?;
+        let Some(unsynced) = log.unsynced.filter(|waiting| waiting.entry_id == entry_id) else {
+            return Err(WalError::Append {
+                region_id,
+                entry_id,
+                reason: "no such entry waits for a sync".to_string(),
+            });
+        };
+        log.unsynced = None;
+        if self.bugs.has(PlantedBug::WalAckBeforeSync) {
+            return Ok(());
+        }
+        let Some(active) = log.segments.values().next_back() else {
+            return Ok(());
+        };
+        if let Err(error) = self.fs.sync(&active.path) {
+            self.undo(log, unsynced);
+            return Err(WalError::Append {
+                region_id,
+                entry_id,
+                reason: error.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes back an entry whose write or sync failed: the segment is cut
+    /// to its good length at once (or, if that fails too, before anything
+    /// else is written to it), so no frame ever follows bytes of unknown
+    /// state and a refused entry does not come back on a reopen.
+    fn undo(&self, log: &mut RegionLog, unsynced: Unsynced) {
+        log.last_entry_id = unsynced.last_before;
+        let Some(active) = log.segments.values_mut().next_back() else {
+            return;
+        };
+        active.len = unsynced.good_len;
+        active.last_entry_id = unsynced.segment_last_before;
+        let path = active.path.clone();
+        log.tail_unsure = self
+            .fs
+            .set_len(&path, unsynced.good_len)
+            .and_then(|()| self.fs.sync(&path))
+            .is_err();
     }
 
     /// Cuts bytes a failed append may have left, so the next frame follows
@@ -299,7 +388,9 @@ impl FileWal {
         Ok(())
     }
 
-    fn replay_now(
+    /// The entries after `after_entry_id`, in order: the blocking call
+    /// behind [`Wal::replay`].
+    pub fn replay_now(
         &self,
         region_id: RegionId,
         after_entry_id: u64,
@@ -333,7 +424,9 @@ impl FileWal {
         Ok(entries)
     }
 
-    fn truncate_now(&self, region_id: RegionId, up_to_entry_id: u64) -> Result<(), WalError> {
+    /// Removes the segments wholly at or below `up_to_entry_id`: the
+    /// blocking call behind [`Wal::truncate`].
+    pub fn truncate_now(&self, region_id: RegionId, up_to_entry_id: u64) -> Result<(), WalError> {
         let mut regions = self.lock();
         let log = self.opened(&mut regions, region_id)?;
         // A segment is obsolete when the next one starts at or below
@@ -360,7 +453,8 @@ impl FileWal {
             .map_err(|error| truncate_error(region_id, &error))
     }
 
-    fn purge_now(&self, region_id: RegionId) -> Result<(), WalError> {
+    /// Removes the region's log: the blocking call behind [`Wal::purge`].
+    pub fn purge_now(&self, region_id: RegionId) -> Result<(), WalError> {
         let mut regions = self.lock();
         regions.remove(&region_id);
         let dir = region_dir(region_id);

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flush_core::bugs::{Bugs, PlantedBug};
 use flush_core::durable::manifest::FileManifestStore;
 use flush_core::durable::objects::FileObjectStore;
 use flush_core::durable::wal::FileWal;
@@ -60,7 +61,12 @@ async fn serve(dir: &Path, repair_torn_tails: bool) -> u8 {
             return 2;
         }
     };
-    let wal = Arc::new(FileWal::new(fs.clone()).with_torn_tail_repair(repair_torn_tails));
+    let bugs = if repair_torn_tails {
+        Bugs::NONE
+    } else {
+        Bugs::only(PlantedBug::WalReplayPastTornTail)
+    };
+    let wal = Arc::new(FileWal::new(fs.clone()).with_bugs(bugs));
     let manifests = Arc::new(FileManifestStore::new(fs.clone()));
     let stores = Stores {
         objects: Arc::new(FileObjectStore::new(fs)),

@@ -60,6 +60,17 @@ pub struct CrashLoss {
     /// Names created, renamed or removed since their directory's sync that
     /// went back.
     pub names_reverted: u64,
+    /// Each file that lost bytes, by the path it has after the crash.
+    pub files: Vec<FileLoss>,
+}
+
+/// What a crash took from one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileLoss {
+    pub path: String,
+    pub bytes_lost: u64,
+    /// A prefix of the unsynced appends survived: the file ends mid-write.
+    pub torn: bool,
 }
 
 /// Decides whether an operation on a path fails now.
@@ -68,6 +79,8 @@ pub type FailPolicy = Box<dyn Fn(FsOp, &str) -> bool + Send + Sync>;
 pub struct SimFs {
     state: Mutex<State>,
     should_fail: FailPolicy,
+    /// A one-shot failure: the next `op` on a path under the prefix.
+    armed: Mutex<Option<(FsOp, String)>>,
 }
 
 impl SimFs {
@@ -75,7 +88,26 @@ impl SimFs {
         SimFs {
             state: Mutex::new(State::default()),
             should_fail,
+            armed: Mutex::new(None),
         }
+    }
+
+    /// Makes the next `op` on a path under `prefix` fail with an I/O error
+    /// (once): how a store adapter turns a fault of the plan into a failure
+    /// inside the durable code, at the step the plan chose.
+    pub fn fail_next(&self, op: FsOp, prefix: &str) {
+        *self.armed_lock() = Some((op, prefix.to_string()));
+    }
+
+    /// Takes back an armed failure; `true` if no operation consumed it.
+    pub fn disarm(&self) -> bool {
+        self.armed_lock().take().is_some()
+    }
+
+    fn armed_lock(&self) -> MutexGuard<'_, Option<(FsOp, String)>> {
+        self.armed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A file system that never fails an operation.
@@ -90,7 +122,17 @@ impl SimFs {
     }
 
     fn check(&self, op: FsOp, path: &str) -> Result<(), FsError> {
-        if (self.should_fail)(op, path) {
+        let armed = {
+            let mut armed = self.armed_lock();
+            let hit = armed
+                .as_ref()
+                .is_some_and(|(armed_op, prefix)| *armed_op == op && path.starts_with(prefix));
+            if hit {
+                *armed = None;
+            }
+            hit
+        };
+        if armed || (self.should_fail)(op, path) {
             return Err(FsError::Io {
                 op,
                 path: path.to_string(),
@@ -132,7 +174,16 @@ impl SimFs {
             .flat_map(|entries| entries.values().copied())
             .collect();
         state.nodes.retain(|id, _| live.contains(id));
-        for node in state.nodes.values_mut() {
+        let paths: BTreeMap<NodeId, String> = state
+            .names
+            .iter()
+            .flat_map(|(dir, entries)| {
+                entries
+                    .iter()
+                    .map(move |(name, node)| (*node, flush_core::fs::join(dir, name)))
+            })
+            .collect();
+        for (id, node) in state.nodes.iter_mut() {
             if node.data == node.synced {
                 continue;
             }
@@ -143,10 +194,19 @@ impl SimFs {
             } else {
                 0
             };
+            let torn = appended_only && kept > 0 && kept < unsynced;
             if kept < unsynced {
                 loss.files_torn += u64::from(appended_only);
             }
-            loss.bytes_lost += (unsynced - kept) as u64;
+            let bytes_lost = (unsynced - kept) as u64;
+            loss.bytes_lost += bytes_lost;
+            if bytes_lost > 0 || !appended_only {
+                loss.files.push(FileLoss {
+                    path: paths.get(id).cloned().unwrap_or_default(),
+                    bytes_lost,
+                    torn,
+                });
+            }
             let mut survived = node.synced.clone();
             if appended_only {
                 survived.extend_from_slice(&node.data[node.synced.len()..node.synced.len() + kept]);

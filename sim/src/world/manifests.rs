@@ -1,8 +1,15 @@
-//! The manifest store: manifests in a `BTreeMap`, changed only through the
-//! core's own [`RegionManifest::apply`], atomically, after a simulated
-//! latency. A `manifest_failure` fails the call before anything changes. A
-//! crash can strike just before a flush's edit commits, or just after any
-//! change commits (before the engine acts on it).
+//! The manifest store as the simulation runs it: the core's own durable
+//! store ([`FileManifestStore`]: a checksummed file per region, replaced by
+//! temp file, sync, rename and directory sync) over the simulated file
+//! system, after a simulated latency. A `manifest_failure` fails the call
+//! before anything changes. A crash can strike just before a flush's edit
+//! commits, or just after any change commits (before the engine acts on
+//! it); after it, [`SimManifestStore::reopen`] reads every manifest back
+//! from what the file system kept.
+//!
+//! Beside the files the store keeps the checker's own record: each
+//! region's manifest as last committed (or read back after a crash), how
+//! many times it was created, and every change in order.
 //!
 //! The store also watches the flush marks as they are committed: within one
 //! incarnation of a region (create to drop) they never go backwards, and the
@@ -11,6 +18,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use flush_core::bugs::Bugs;
+use flush_core::durable::manifest::FileManifestStore;
 use flush_core::error::ManifestError;
 use flush_core::ids::RegionId;
 use flush_core::manifest::{ManifestChange, RegionManifest};
@@ -19,6 +28,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::crash::CrashWindow;
+use super::fs::SimFs;
 use super::wal::SimWal;
 use super::World;
 use crate::plan::FaultClass;
@@ -44,15 +54,23 @@ pub struct ManifestRecord {
 pub struct SimManifestStore {
     world: Arc<World>,
     wal: SimWal,
+    fs: Arc<SimFs>,
+    bugs: Bugs,
+    /// The store as the running engine opened it; a crash replaces it.
+    files: Arc<Mutex<Arc<FileManifestStore>>>,
     slots: Arc<Mutex<BTreeMap<RegionId, ManifestSlot>>>,
     history: Arc<Mutex<Vec<ManifestRecord>>>,
 }
 
 impl SimManifestStore {
-    pub fn new(world: Arc<World>, wal: SimWal) -> Self {
+    pub fn new(world: Arc<World>, wal: SimWal, fs: Arc<SimFs>, bugs: Bugs) -> Self {
+        let files = Arc::new(Mutex::new(Arc::new(open_store(&fs, bugs))));
         SimManifestStore {
             world,
             wal,
+            fs,
+            bugs,
+            files,
             slots: Arc::new(Mutex::new(BTreeMap::new())),
             history: Arc::new(Mutex::new(Vec::new())),
         }
@@ -86,8 +104,19 @@ impl SimManifestStore {
     }
 
     /// Every manifest, for the oracles.
+    /// Every manifest as a restart would read it from the files now: a
+    /// region whose manifest is gone or unreadable is left out (its rows
+    /// then count as lost).
     pub fn snapshot(&self) -> BTreeMap<RegionId, ManifestSlot> {
-        self.lock().clone()
+        let reader = FileManifestStore::new(self.fs.clone());
+        let slots = self.lock().clone();
+        slots
+            .into_iter()
+            .filter_map(|(region_id, slot)| match reader.load_now(region_id) {
+                Ok(Some(manifest)) => Some((region_id, ManifestSlot { manifest, ..slot })),
+                Ok(None) | Err(_) => None,
+            })
+            .collect()
     }
 
     /// One region's manifest, read at once, for the oracles.
@@ -119,21 +148,56 @@ impl SimManifestStore {
         Ok(())
     }
 
+    fn files(&self) -> Arc<FileManifestStore> {
+        self.files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// After the file system crashed: the next engine opens the store
+    /// afresh, and the record takes each manifest as the files now hold
+    /// it. A manifest that cannot be read keeps its last record (the
+    /// region will fail to open, and the checks say so).
+    pub fn reopen(&self) {
+        let files = Arc::new(open_store(&self.fs, self.bugs));
+        *self
+            .files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = files.clone();
+        let mut reverted = Vec::new();
+        let mut slots = self.lock();
+        for (region_id, slot) in slots.iter_mut() {
+            match files.load_now(*region_id) {
+                Ok(Some(manifest)) if manifest != slot.manifest => {
+                    reverted.push(format!(
+                        "{region_id} back to v{} (was v{})",
+                        manifest.version, slot.manifest.version
+                    ));
+                    slot.manifest = manifest;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => reverted.push(format!("{region_id} manifest gone")),
+                Err(error) => reverted.push(format!("{region_id} unreadable: {error}")),
+            }
+        }
+        drop(slots);
+        for line in reverted {
+            self.world
+                .trace("manifest", format!("after the crash: {line}"));
+        }
+    }
+
     async fn create_inner(self, manifest: RegionManifest) -> Result<RegionManifest, ManifestError> {
         let region_id = manifest.region_id;
         self.delay_and_maybe_fail(region_id, "create").await?;
+        let created = self.files().create_now(manifest)?;
         let mut slots = self.lock();
-        let incarnation = match slots.get(&region_id) {
-            Some(slot) if !slot.manifest.dropped => {
-                return Err(ManifestError::Exists { region_id });
-            }
-            Some(slot) => slot.incarnation + 1,
-            None => 1,
-        };
+        let incarnation = slots.get(&region_id).map_or(0, |slot| slot.incarnation) + 1;
         slots.insert(
             region_id,
             ManifestSlot {
-                manifest: manifest.clone(),
+                manifest: created.clone(),
                 incarnation,
             },
         );
@@ -142,8 +206,8 @@ impl SimManifestStore {
             "manifest",
             format!("create {region_id} incarnation {incarnation}"),
         );
-        self.remember(step, &manifest, incarnation);
-        Ok(manifest)
+        self.remember(step, &created, incarnation);
+        Ok(created)
     }
 
     async fn load_inner(
@@ -151,10 +215,7 @@ impl SimManifestStore {
         region_id: RegionId,
     ) -> Result<Option<RegionManifest>, ManifestError> {
         self.delay_and_maybe_fail(region_id, "load").await?;
-        Ok(self
-            .lock()
-            .get(&region_id)
-            .map(|slot| slot.manifest.clone()))
+        self.files().load_now(region_id)
     }
 
     async fn apply_inner(
@@ -175,29 +236,29 @@ impl SimManifestStore {
         Ok(after)
     }
 
-    /// Applies `change` at once, traced and watched.
+    /// Applies `change` at once through the durable store, traced and
+    /// watched.
     fn commit(
         &self,
         region_id: RegionId,
         change: &ManifestChange,
     ) -> Result<RegionManifest, ManifestError> {
+        let summary = summarize(change);
+        let after = match self.files().apply_now(region_id, change) {
+            Ok(after) => after,
+            Err(error) => {
+                self.world.trace(
+                    "manifest",
+                    format!("{region_id} refused {summary}: {error}"),
+                );
+                return Err(error);
+            }
+        };
         let mut slots = self.lock();
         let Some(slot) = slots.get_mut(&region_id) else {
             return Err(ManifestError::NotFound { region_id });
         };
-        let before = slot.manifest.clone();
-        let mut after = before.clone();
-        let result = after.apply(change);
-        let summary = summarize(change);
-        if let Err(error) = result {
-            drop(slots);
-            self.world.trace(
-                "manifest",
-                format!("{region_id} refused {summary}: {error}"),
-            );
-            return Err(error);
-        }
-        slot.manifest = after.clone();
+        let before = std::mem::replace(&mut slot.manifest, after.clone());
         let incarnation = slot.incarnation;
         drop(slots);
         let step = self.world.trace(
@@ -249,6 +310,10 @@ impl SimManifestStore {
             );
         }
     }
+}
+
+fn open_store(fs: &Arc<SimFs>, bugs: Bugs) -> FileManifestStore {
+    FileManifestStore::new(fs.clone()).with_bugs(bugs)
 }
 
 fn summarize(change: &ManifestChange) -> String {

@@ -55,6 +55,7 @@ planted_bugs! {
     WalReplayPastTornTail = "wal-replay-past-torn-tail": "opening the durable WAL reads around a torn tail but leaves it on disk, so later appends land after garbage and a second open loses them",
     ManifestRenameBeforeSync = "manifest-rename-before-sync": "the manifest store renames its temp file over the manifest before syncing it, so a crash can leave a cut manifest",
     ManifestSkipDirSync = "manifest-skip-dir-sync": "the manifest store does not sync the directory after its rename, so a crash can bring the old manifest back",
+    DeleteSstsOnFailedCommit = "delete-ssts-on-failed-commit": "a flush whose manifest commit fails deletes the SSTs it wrote at once, as if every error meant 'not saved', although a commit can be saved and reported failed",
 }
 
 impl fmt::Display for PlantedBug {

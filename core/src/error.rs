@@ -102,6 +102,16 @@ pub enum ManifestError {
     Corrupt { region_id: RegionId, reason: String },
 }
 
+impl ManifestError {
+    /// An I/O error leaves the change's fate open: a store may have saved
+    /// it and still failed to say so (a failed directory sync after the
+    /// rename, a lost reply). Every other error is a ruling: nothing
+    /// changed.
+    pub fn is_unsettled(&self) -> bool {
+        matches!(self, ManifestError::Io { .. })
+    }
+}
+
 /// Errors of the write-ahead-log port.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum WalError {

@@ -150,6 +150,19 @@ impl RegionManifest {
         Ok(())
     }
 
+    /// Whether `edit` is in this manifest: its files are listed and its
+    /// flushed entry id reached. File ids are unique to one flush of one
+    /// memtable in one epoch, so only that edit (or the same edit again)
+    /// lists them. For telling a commit saved but reported failed from
+    /// one that was lost.
+    pub fn holds_edit(&self, edit: &RegionEdit) -> bool {
+        self.flushed_entry_id >= edit.flushed_entry_id
+            && edit
+                .files_to_add
+                .iter()
+                .all(|file| self.files.contains_key(&file.file_id))
+    }
+
     fn apply_edit(
         &mut self,
         edit: &RegionEdit,

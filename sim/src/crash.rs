@@ -300,7 +300,11 @@ async fn check_recovery(
                 if !reopened.contains(region_id) {
                     continue;
                 }
-                if world.with(|state| state.flushes_unapplied.contains_key(region_id)) {
+                let flush_unsettled = world.with(|state| {
+                    state.flushes_unapplied.contains_key(region_id)
+                        || state.commits_in_doubt.contains(region_id)
+                });
+                if flush_unsettled {
                     skipped += 1;
                     continue;
                 }

@@ -389,10 +389,15 @@ const LIFECYCLE: &[&str] = &[
     "downgrade",
     "alter",
 ];
+const MANIFEST_FAULTS: &[FaultClass] = &[
+    FaultClass::ManifestFailure,
+    FaultClass::ManifestAmbiguousCommit,
+];
 const FLUSH_FAULTS: &[FaultClass] = &[
     FaultClass::SstWriteError,
     FaultClass::SstPartialObject,
     FaultClass::ManifestFailure,
+    FaultClass::ManifestAmbiguousCommit,
 ];
 
 fn cause_of(kind: ErrorKind) -> Cause {
@@ -406,7 +411,7 @@ fn cause_of(kind: ErrorKind) -> Cause {
         ErrorKind::FlushFailed => Cause::Either(LIFECYCLE, FLUSH_FAULTS),
         ErrorKind::JobRejected => Cause::Faults(&[FaultClass::JobRejection]),
         ErrorKind::FreezeFailed => Cause::Faults(&[FaultClass::FreezeFailure]),
-        ErrorKind::Manifest => Cause::Either(LIFECYCLE, &[FaultClass::ManifestFailure]),
+        ErrorKind::Manifest => Cause::Either(LIFECYCLE, MANIFEST_FAULTS),
         ErrorKind::ObjectStore | ErrorKind::Sst => {
             Cause::Faults(&[FaultClass::SstWriteError, FaultClass::SstPartialObject])
         }

@@ -252,8 +252,13 @@ pub enum FaultClass {
     Crash,
     /// Discarding WAL entries fails (a trim after a flush, the trim of a
     /// truncate, the purge of a drop or a create) and discards nothing.
-    /// Last in [`FaultClass::ALL`], so every older class draws as before.
     WalTruncateFailure,
+    /// A flush's manifest edit is saved (renamed into place) but reported
+    /// failed: the directory sync after the rename fails, as a lost reply
+    /// or a timeout of a real store would. A crash before the directory is
+    /// synced may still undo it. Last in [`FaultClass::ALL`], so every
+    /// older class draws as before.
+    ManifestAmbiguousCommit,
 }
 
 impl FaultClass {
@@ -274,6 +279,7 @@ impl FaultClass {
         FaultClass::WalAppendFailure,
         FaultClass::Crash,
         FaultClass::WalTruncateFailure,
+        FaultClass::ManifestAmbiguousCommit,
     ];
 
     /// Stable snake_case name, as in JSON.
@@ -294,6 +300,7 @@ impl FaultClass {
             FaultClass::WalAppendFailure => "wal_append_failure",
             FaultClass::Crash => "crash",
             FaultClass::WalTruncateFailure => "wal_truncate_failure",
+            FaultClass::ManifestAmbiguousCommit => "manifest_ambiguous_commit",
         }
     }
 
@@ -313,6 +320,7 @@ impl FaultClass {
             FaultClass::WalAppendFailure => (0.002, 0.05),
             FaultClass::Crash => (0.2, 0.8),
             FaultClass::WalTruncateFailure => (0.02, 0.4),
+            FaultClass::ManifestAmbiguousCommit => (0.01, 0.2),
         }
     }
 }

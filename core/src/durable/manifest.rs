@@ -12,11 +12,12 @@
 //! directory is synced. A crash before the rename leaves the old manifest;
 //! after the directory sync, the new one. A failure between the rename and
 //! the directory sync is *ambiguous* (the change may or may not survive a
-//! crash): the store forgets what it cached and reads the file again next
-//! time, and the caller sees an error. The rules of a change (leader state,
+//! crash): the caller sees an error, and the store forgets what it cached;
+//! before it reads the file again it syncs the directory, so whatever a
+//! caller then reads back (the change or not) is durable. The rules of a change (leader state,
 //! epochs, marks) are [`RegionManifest::apply`]'s, as for every store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::future::{self, BoxFuture, FutureExt as _};
@@ -24,7 +25,7 @@ use futures::future::{self, BoxFuture, FutureExt as _};
 use super::codec::{PutLe as _, Reader};
 use crate::bugs::{Bugs, PlantedBug};
 use crate::error::ManifestError;
-use crate::fs::{join, replace_skipping, FileSystem, FsError, SkippedSteps};
+use crate::fs::{ignore_missing, join, replace_skipping, FileSystem, FsError, SkippedSteps};
 use crate::ids::{FileId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, ManifestChange, RegionManifest};
 use crate::ports::ManifestStore;
@@ -43,6 +44,9 @@ pub struct FileManifestStore {
     fs: Arc<dyn FileSystem>,
     /// What each region's file holds, once read or written by us.
     cache: Mutex<BTreeMap<RegionId, Option<RegionManifest>>>,
+    /// Regions whose last change failed part-way: their directory is
+    /// synced before their manifest is read again.
+    unsettled: Mutex<BTreeSet<RegionId>>,
     /// Steps of a durable replace a planted bug leaves out.
     skipped: SkippedSteps,
 }
@@ -52,6 +56,7 @@ impl FileManifestStore {
         FileManifestStore {
             fs,
             cache: Mutex::new(BTreeMap::new()),
+            unsettled: Mutex::new(BTreeSet::new()),
             skipped: SkippedSteps::default(),
         }
     }
@@ -85,6 +90,27 @@ impl FileManifestStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// After a failed change the region's directory may hold a rename
+    /// that is visible but not durable: it is synced before the file is
+    /// read again, so what a caller reads back survives a crash (a change
+    /// saved but reported failed becomes simply saved).
+    fn settle(&self, region_id: RegionId) -> Result<(), ManifestError> {
+        if !self.unsettled_lock().contains(&region_id) {
+            return Ok(());
+        }
+        let synced = ignore_missing(self.fs.sync_dir(&region_dir(region_id)))
+            .and_then(|()| self.fs.sync_dir(MANIFEST_DIR));
+        synced.map_err(|error| io_error(region_id, &error))?;
+        self.unsettled_lock().remove(&region_id);
+        Ok(())
+    }
+
+    fn unsettled_lock(&self) -> MutexGuard<'_, BTreeSet<RegionId>> {
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn current(
         &self,
         cache: &mut BTreeMap<RegionId, Option<RegionManifest>>,
@@ -93,6 +119,7 @@ impl FileManifestStore {
         if let Some(cached) = cache.get(&region_id) {
             return Ok(cached.clone());
         }
+        self.settle(region_id)?;
         let loaded = self.read(region_id)?;
         cache.insert(region_id, loaded.clone());
         Ok(loaded)
@@ -145,6 +172,7 @@ impl FileManifestStore {
             }
             Err(error) => {
                 cache.remove(&region_id);
+                self.unsettled_lock().insert(region_id);
                 Err(io_error(region_id, &error))
             }
         }

@@ -132,11 +132,18 @@ async fn write_and_commit(
         expected_state: snapshot.expected_state,
         epoch: snapshot.epoch,
     };
-    env.ports
-        .manifests
-        .apply(region_id, change)
-        .await
-        .map_err(|source| FlushError::Manifest { region_id, source })?;
+    if let Err(error) = commit_edit(env, region_id, &edit, change).await {
+        if env.bugs.has(PlantedBug::DeleteSstsOnFailedCommit) {
+            for file in &edit.files_to_add {
+                let _ = env
+                    .ports
+                    .objects
+                    .delete(&sst_path(region_id, file.file_id))
+                    .await;
+            }
+        }
+        return Err(error);
+    }
     env.ports.events.record(CoreEvent::FlushCommitted {
         region_id,
         epoch: snapshot.epoch,
@@ -144,6 +151,38 @@ async fn write_and_commit(
         files: edit.files_to_add.len(),
     });
     Ok(edit)
+}
+
+/// How many times a flush reads the manifest back, after a commit whose
+/// fate is open, before it gives up and fails.
+pub const COMMIT_CHECKS: u32 = 8;
+
+/// Commits a flush edit. When the store fails without a ruling
+/// ([`ManifestError::is_unsettled`]) it may still have saved the edit, so
+/// the manifest is read back: an edit whose files are listed is committed,
+/// whatever the store said. Treating every error as "not saved" would
+/// leave the same rows in the memtables and in a listed SST, and cleanup
+/// code that believes it deletes files the manifest lists.
+async fn commit_edit(
+    env: &FlushEnv,
+    region_id: RegionId,
+    edit: &RegionEdit,
+    change: ManifestChange,
+) -> Result<(), FlushError> {
+    let Err(source) = env.ports.manifests.apply(region_id, change).await else {
+        return Ok(());
+    };
+    if !source.is_unsettled() || env.bugs.has(PlantedBug::DeleteSstsOnFailedCommit) {
+        return Err(FlushError::Manifest { region_id, source });
+    }
+    for _ in 0..COMMIT_CHECKS {
+        match env.ports.manifests.load(region_id).await {
+            Ok(Some(manifest)) if manifest.holds_edit(edit) => return Ok(()),
+            Ok(_) => break,
+            Err(_) => continue,
+        }
+    }
+    Err(FlushError::Manifest { region_id, source })
 }
 
 /// File ids combine the epoch and the memtable id: unique per region

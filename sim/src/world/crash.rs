@@ -235,6 +235,7 @@ impl World {
             // Flush jobs died with the engine.
             state.flush_jobs_running.clear();
             state.flushes_unapplied.clear();
+            state.commits_in_doubt.clear();
             state.current_job = None;
             state.crash.generation
         })

@@ -74,6 +74,7 @@ impl SimEvents {
                     if committed {
                         *state.flushes_unapplied.entry(*region_id).or_default() += 1;
                     }
+                    state.commits_in_doubt.remove(region_id);
                 });
             }
             CoreEvent::FlushApplied { region_id } | CoreEvent::StaleFlushIgnored { region_id } => {

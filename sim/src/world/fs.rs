@@ -501,6 +501,39 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_change_saved_but_reported_failed_is_durable_once_read_back() {
+        use flush_core::durable::manifest::FileManifestStore;
+        use flush_core::manifest::{LeaderState, ManifestChange, RegionManifest};
+
+        let region = RegionId(3);
+        let alter = ManifestChange::Alter { schema_version: 5 };
+        for read_back in [false, true] {
+            let fs = Arc::new(SimFs::reliable());
+            let store = FileManifestStore::new(fs.clone());
+            store
+                .create_now(RegionManifest::new(region))
+                .expect("create");
+            fs.fail_next(FsOp::SyncDir, "manifest/3");
+            let error = store.apply_now(region, &alter).expect_err("dir sync fails");
+            assert!(error.is_unsettled(), "{error}");
+            if read_back {
+                let seen = store.load_now(region).expect("load").expect("a manifest");
+                assert_eq!(seen.schema_version, 5, "the rename is visible");
+            }
+            fs.crash(&mut rng(3));
+            let after = FileManifestStore::new(fs.clone())
+                .load_now(region)
+                .expect("load")
+                .expect("a manifest");
+            // Unread, the change dies with the unsynced directory; read
+            // back, it was made durable first.
+            let expected = if read_back { 5 } else { 0 };
+            assert_eq!(after.schema_version, expected, "read back: {read_back}");
+            assert_eq!(after.leader_state, LeaderState::Writable);
+        }
+    }
+
+    #[test]
     fn an_injected_error_changes_nothing() {
         let fs = SimFs::new(Box::new(|op, _| op == FsOp::Append));
         fs.create("f").expect("create");

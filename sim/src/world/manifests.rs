@@ -2,7 +2,10 @@
 //! store ([`FileManifestStore`]: a checksummed file per region, replaced by
 //! temp file, sync, rename and directory sync) over the simulated file
 //! system, after a simulated latency. A `manifest_failure` fails the call
-//! before anything changes. A crash can strike just before a flush's edit
+//! before anything changes; a `manifest_ambiguous_commit` fails a flush
+//! edit's directory sync after the rename, so the edit is saved (not yet
+//! durable) and reported failed, and the record notes the commit in doubt
+//! until the flush job has read the manifest back. A crash can strike just before a flush's edit
 //! commits, or just after any change commits (before the engine acts on
 //! it); after it, [`SimManifestStore::reopen`] reads every manifest back
 //! from what the file system kept.
@@ -19,8 +22,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use flush_core::bugs::Bugs;
-use flush_core::durable::manifest::FileManifestStore;
+use flush_core::durable::manifest::{FileManifestStore, MANIFEST_DIR};
 use flush_core::error::ManifestError;
+use flush_core::fs::{join, FsOp};
 use flush_core::ids::RegionId;
 use flush_core::manifest::{ManifestChange, RegionManifest};
 use flush_core::ports::ManifestStore;
@@ -237,26 +241,60 @@ impl SimManifestStore {
     }
 
     /// Applies `change` at once through the durable store, traced and
-    /// watched.
+    /// watched. A `manifest_ambiguous_commit` fails the directory sync
+    /// after the rename: the caller sees an error, the files hold the
+    /// change.
     fn commit(
         &self,
         region_id: RegionId,
         change: &ManifestChange,
     ) -> Result<RegionManifest, ManifestError> {
         let summary = summarize(change);
-        let after = match self.files().apply_now(region_id, change) {
-            Ok(after) => after,
+        let flush_edit =
+            matches!(change, ManifestChange::Edit { edit, .. } if !edit.files_to_add.is_empty());
+        let ambiguous = flush_edit
+            && self.world.inject(
+                FaultClass::ManifestAmbiguousCommit,
+                Some(region_id),
+                "manifest commit",
+            );
+        if ambiguous {
+            let dir = join(MANIFEST_DIR, &region_id.0.to_string());
+            self.fs.fail_next(FsOp::SyncDir, &dir);
+        }
+        let applied = self.files().apply_now(region_id, change);
+        let fired = ambiguous && !self.fs.disarm();
+        match applied {
+            Ok(after) => {
+                self.record(region_id, &summary, &after);
+                Ok(after)
+            }
             Err(error) => {
                 self.world.trace(
                     "manifest",
                     format!("{region_id} refused {summary}: {error}"),
                 );
-                return Err(error);
+                let saved = FileManifestStore::new(self.fs.clone()).load_now(region_id);
+                if let (true, Ok(Some(after))) = (fired, saved) {
+                    self.world
+                        .with(|state| state.commits_in_doubt.insert(region_id));
+                    self.record(
+                        region_id,
+                        &format!("{summary} (saved, reported failed)"),
+                        &after,
+                    );
+                }
+                Err(error)
             }
-        };
+        }
+    }
+
+    /// Takes `after` as the region's manifest in the record: traced,
+    /// remembered, its marks watched.
+    fn record(&self, region_id: RegionId, summary: &str, after: &RegionManifest) {
         let mut slots = self.lock();
         let Some(slot) = slots.get_mut(&region_id) else {
-            return Err(ManifestError::NotFound { region_id });
+            return;
         };
         let before = std::mem::replace(&mut slot.manifest, after.clone());
         let incarnation = slot.incarnation;
@@ -271,9 +309,8 @@ impl SimManifestStore {
                 after.files.len()
             ),
         );
-        self.remember(step, &after, incarnation);
-        self.check_marks(&before, &after);
-        Ok(after)
+        self.remember(step, after, incarnation);
+        self.check_marks(&before, after);
     }
 
     fn check_marks(&self, before: &RegionManifest, after: &RegionManifest) {

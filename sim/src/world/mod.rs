@@ -18,7 +18,7 @@ pub mod objects;
 pub mod trace;
 pub mod wal;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -112,6 +112,11 @@ pub struct WorldState {
     /// yet, per region: until it does, their rows are in an SST and in a
     /// memtable at once.
     pub flushes_unapplied: BTreeMap<RegionId, u32>,
+    /// Regions whose flush edit the manifest saved while the store
+    /// reported a failure, until the flush job learns (by reading the
+    /// manifest back) whether it committed: meanwhile its rows are in an
+    /// SST and in a memtable too.
+    pub commits_in_doubt: BTreeSet<RegionId>,
     pub crash: CrashState,
     next_job_id: u64,
     next_schema_version: u64,
@@ -198,6 +203,7 @@ impl World {
                 flush_jobs_running: BTreeMap::new(),
                 current_job: None,
                 flushes_unapplied: BTreeMap::new(),
+                commits_in_doubt: BTreeSet::new(),
                 crash: CrashState::new(),
                 next_job_id: 0,
                 next_schema_version: 0,

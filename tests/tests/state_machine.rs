@@ -285,6 +285,10 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         "the op level keeps manifests in memory; the simulator's crashes over its file system find it",
     ),
     (
+        PlantedBug::DeleteSstsOnFailedCommit,
+        "the op level's manifest failures change nothing, so deleting is harmless; the simulator's manifest_ambiguous_commit finds it",
+    ),
+    (
         PlantedBug::ManifestSkipDirSync,
         "the op level keeps manifests in memory; the simulator's crashes over its file system find it",
     ),

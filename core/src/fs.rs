@@ -18,11 +18,13 @@
 //! Paths are `/`-separated and relative to the file system's root; the
 //! calls are blocking (a runtime that cares runs them off its reactor).
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use thiserror::Error;
 
@@ -177,6 +179,41 @@ pub fn replace_skipping(
         return Ok(());
     }
     fs.sync_dir(dir)
+}
+
+/// Creates `dir` (and its missing parents) and makes its name durable: the
+/// parent of every directory on the way up is synced, so a crash cannot
+/// take the directory, and the files later made durable in it, away.
+pub fn create_dir_durably(fs: &dyn FileSystem, dir: &str) -> Result<(), FsError> {
+    fs.create_dir_all(dir)?;
+    let mut path = dir;
+    while !path.is_empty() {
+        let parent = parent_dir(path);
+        fs.sync_dir(parent)?;
+        path = parent;
+    }
+    Ok(())
+}
+
+/// The directories a store has already made durable, so that the parent
+/// syncs of [`create_dir_durably`] happen once per directory, not once per
+/// file written in it.
+#[derive(Debug, Default)]
+pub struct DurableDirs(Mutex<BTreeSet<String>>);
+
+impl DurableDirs {
+    pub fn ensure(&self, fs: &dyn FileSystem, dir: &str) -> Result<(), FsError> {
+        let mut made = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if made.contains(dir) {
+            return Ok(());
+        }
+        create_dir_durably(fs, dir)?;
+        made.insert(dir.to_string());
+        Ok(())
+    }
 }
 
 /// Treats "not found" as done: for removals and directory syncs of things

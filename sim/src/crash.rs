@@ -171,11 +171,12 @@ pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
         "crash",
         format!(
             "engine {} killed ({}), {unsynced_lost} WAL segments lost unsynced bytes, {torn} torn; \
-             {} bytes lost, {} names reverted; engine {generation} reopens",
+             {} bytes lost, {} names reverted, {} directories lost; engine {generation} reopens",
             generation - 1,
             window.name(),
             loss.bytes_lost,
-            loss.names_reverted
+            loss.names_reverted,
+            loss.dirs_lost
         ),
     );
 

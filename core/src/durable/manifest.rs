@@ -25,7 +25,9 @@ use futures::future::{self, BoxFuture, FutureExt as _};
 use super::codec::{PutLe as _, Reader};
 use crate::bugs::{Bugs, PlantedBug};
 use crate::error::ManifestError;
-use crate::fs::{ignore_missing, join, replace_skipping, FileSystem, FsError, SkippedSteps};
+use crate::fs::{
+    create_dir_durably, ignore_missing, join, replace_skipping, FileSystem, FsError, SkippedSteps,
+};
 use crate::ids::{FileId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, ManifestChange, RegionManifest};
 use crate::ports::ManifestStore;
@@ -98,9 +100,8 @@ impl FileManifestStore {
         if !self.unsettled_lock().contains(&region_id) {
             return Ok(());
         }
-        let synced = ignore_missing(self.fs.sync_dir(&region_dir(region_id)))
-            .and_then(|()| self.fs.sync_dir(MANIFEST_DIR));
-        synced.map_err(|error| io_error(region_id, &error))?;
+        ignore_missing(self.fs.sync_dir(&region_dir(region_id)))
+            .map_err(|error| io_error(region_id, &error))?;
         self.unsettled_lock().remove(&region_id);
         Ok(())
     }
@@ -155,16 +156,13 @@ impl FileManifestStore {
         let region_id = manifest.region_id;
         let dir = region_dir(region_id);
         let bytes = encode(manifest);
-        // The first time, the region's directory itself is new: its name
-        // is made durable too before the change counts.
         let written = replace_skipping(
             self.fs.as_ref(),
             &join(&dir, TEMP),
             &join(&dir, CURRENT),
             &bytes,
             self.skipped,
-        )
-        .and_then(|()| self.fs.sync_dir(MANIFEST_DIR));
+        );
         match written {
             Ok(()) => {
                 cache.insert(region_id, Some(manifest.clone()));
@@ -192,6 +190,10 @@ impl FileManifestStore {
                 return Err(ManifestError::Exists { region_id });
             }
         }
+        // The region's directory may be new: its name is made durable
+        // before the manifest in it counts.
+        create_dir_durably(self.fs.as_ref(), &region_dir(region_id))
+            .map_err(|error| io_error(region_id, &error))?;
         self.persist(&mut cache, &manifest)?;
         Ok(manifest)
     }

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use futures::future::{self, BoxFuture, FutureExt as _};
 
 use crate::error::StoreError;
-use crate::fs::{ignore_missing, join, parent_dir, replace_durably, FileSystem, FsError};
+use crate::fs::{
+    ignore_missing, join, parent_dir, replace_durably, DurableDirs, FileSystem, FsError,
+};
 use crate::ports::ObjectStore;
 
 /// Directory of every object, under the file system's root.
@@ -23,16 +25,23 @@ const TEMP_SUFFIX: &str = ".tmp";
 
 pub struct FileObjectStore {
     fs: Arc<dyn FileSystem>,
+    dirs: DurableDirs,
 }
 
 impl FileObjectStore {
     pub fn new(fs: Arc<dyn FileSystem>) -> FileObjectStore {
-        FileObjectStore { fs }
+        FileObjectStore {
+            fs,
+            dirs: DurableDirs::default(),
+        }
     }
 
     fn put_now(&self, path: &str, bytes: &[u8]) -> Result<(), StoreError> {
         check_path(path)?;
         let full = join(OBJECT_DIR, path);
+        self.dirs
+            .ensure(self.fs.as_ref(), parent_dir(&full))
+            .map_err(|error| io_error(path, &error))?;
         let written = replace_durably(
             self.fs.as_ref(),
             &format!("{full}{TEMP_SUFFIX}"),

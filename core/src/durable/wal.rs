@@ -30,7 +30,7 @@ use futures::future::{self, BoxFuture, FutureExt as _};
 use super::frame::{self, ScanEnd};
 use crate::bugs::{Bugs, PlantedBug};
 use crate::error::WalError;
-use crate::fs::{create_or_empty, ignore_missing, join, FileSystem, FsError};
+use crate::fs::{create_dir_durably, create_or_empty, ignore_missing, join, FileSystem, FsError};
 use crate::ids::RegionId;
 use crate::memtable::WalEntry;
 use crate::ports::Wal;
@@ -369,8 +369,7 @@ impl FileWal {
     ) -> Result<(), FsError> {
         let dir = region_dir(region_id);
         if log.segments.is_empty() {
-            self.fs.create_dir_all(&dir)?;
-            self.fs.sync_dir(WAL_DIR)?;
+            create_dir_durably(self.fs.as_ref(), &dir)?;
         }
         let path = join(&dir, &segment_name(first_entry_id));
         // Possibly left by an append that failed before its directory sync.

@@ -13,9 +13,13 @@
 //! - Any operation may fail with an I/O error, as `should_fail` decides
 //!   (the world's fault plan), before it changes anything.
 //!
+//! - A directory's own creation is a name in its parent: unsynced until
+//!   `sync_dir` of the parent; a crash removes a directory whose name (or
+//!   an ancestor's) was never made durable, with everything in it.
+//!
 //! Files are nodes with ids, named by directory entries, so a rename moves
-//! the node and its synced bytes with it. Directories exist implicitly (a
-//! `create_dir_all` is recorded so that `list` and `remove_dir` behave).
+//! the node and its synced bytes with it. Directories are recorded by
+//! `create_dir_all` so that `list`, `remove_dir` and crashes behave.
 //! Deterministic: a crash draws its tear points from the RNG it is given.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +50,9 @@ struct State {
     /// The namespace as of each directory's last sync.
     durable_names: Names,
     dirs: BTreeSet<String>,
+    /// Directories whose own name was durable in their parent at its last
+    /// sync (the root always is).
+    durable_dirs: BTreeSet<String>,
     next_node: NodeId,
     syncs: u64,
 }
@@ -60,6 +67,9 @@ pub struct CrashLoss {
     /// Names created, renamed or removed since their directory's sync that
     /// went back.
     pub names_reverted: u64,
+    /// Directories whose creation was never made durable (their parent
+    /// not synced since): gone, with everything in them.
+    pub dirs_lost: u64,
     /// Each file that lost bytes, by the path it has after the crash.
     pub files: Vec<FileLoss>,
 }
@@ -167,6 +177,18 @@ impl SimFs {
             })
             .sum();
         loss.names_reverted = changed as u64;
+        let surviving: BTreeSet<String> = state
+            .dirs
+            .iter()
+            .filter(|dir| dir_is_durable(&state.durable_dirs, dir))
+            .cloned()
+            .collect();
+        loss.dirs_lost = (state.dirs.len() - surviving.len()) as u64;
+        state
+            .durable_names
+            .retain(|dir, _| dir.is_empty() || surviving.contains(dir));
+        state.durable_dirs = surviving.clone();
+        state.dirs = surviving;
         state.names = state.durable_names.clone();
         let live: BTreeSet<NodeId> = state
             .names
@@ -233,6 +255,19 @@ impl SimFs {
             path: path.to_string(),
         })
     }
+}
+
+/// A directory survives a crash when its name and every ancestor's name
+/// were durable.
+fn dir_is_durable(durable_dirs: &BTreeSet<String>, dir: &str) -> bool {
+    let mut path = dir;
+    while !path.is_empty() {
+        if !durable_dirs.contains(path) {
+            return false;
+        }
+        path = parent_dir(path);
+    }
+    true
 }
 
 fn split(path: &str) -> (&str, &str) {
@@ -398,6 +433,16 @@ impl FileSystem for SimFs {
         state.syncs += 1;
         let entries = state.names.get(dir).cloned().unwrap_or_default();
         state.durable_names.insert(dir.to_string(), entries);
+        let children: Vec<String> = state
+            .dirs
+            .iter()
+            .filter(|sub| !sub.is_empty() && parent_dir(sub) == dir)
+            .cloned()
+            .collect();
+        state
+            .durable_dirs
+            .retain(|sub| sub.is_empty() || parent_dir(sub) != dir);
+        state.durable_dirs.extend(children);
         Ok(())
     }
 }
@@ -422,7 +467,7 @@ mod tests {
     #[test]
     fn a_crash_keeps_synced_bytes_and_durable_names_only() {
         let fs = SimFs::reliable();
-        fs.create_dir_all("d").expect("dir");
+        flush_core::fs::create_dir_durably(&fs, "d").expect("dir");
         fs.create("d/kept").expect("create");
         fs.append("d/kept", b"synced").expect("append");
         fs.sync("d/kept").expect("sync");
@@ -435,6 +480,27 @@ mod tests {
         let kept = fs.read("d/kept").expect("read");
         assert!(kept.starts_with(b"synced") && b"synced+unsynced".starts_with(&kept[..]));
         assert_eq!(loss.names_reverted, 1);
+    }
+
+    #[test]
+    fn a_directory_whose_name_was_never_synced_is_lost_with_its_files() {
+        for durable in [false, true] {
+            let fs = SimFs::reliable();
+            if durable {
+                flush_core::fs::create_dir_durably(&fs, "a/b").expect("dirs");
+            } else {
+                fs.create_dir_all("a/b").expect("dirs");
+                fs.sync_dir("a").expect("sync a, not the root");
+            }
+            fs.create("a/b/f").expect("create");
+            fs.append("a/b/f", b"data").expect("append");
+            fs.sync("a/b/f").expect("sync");
+            fs.sync_dir("a/b").expect("sync dir");
+            let loss = fs.crash(&mut rng(4));
+            let expected: &[&str] = if durable { &["f"] } else { &[] };
+            assert_eq!(fs.list("a/b").expect("list"), expected);
+            assert_eq!(loss.dirs_lost, if durable { 0 } else { 2 });
+        }
     }
 
     #[test]

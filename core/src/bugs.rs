@@ -56,6 +56,7 @@ planted_bugs! {
     ManifestRenameBeforeSync = "manifest-rename-before-sync": "the manifest store renames its temp file over the manifest before syncing it, so a crash can leave a cut manifest",
     ManifestSkipDirSync = "manifest-skip-dir-sync": "the manifest store does not sync the directory after its rename, so a crash can bring the old manifest back",
     DeleteSstsOnFailedCommit = "delete-ssts-on-failed-commit": "a flush whose manifest commit fails deletes the SSTs it wrote at once, as if every error meant 'not saved', although a commit can be saved and reported failed",
+    StopDropsStalledWrites = "stop-drops-stalled-writes": "a worker that stops drops its stalled writes without an answer instead of failing them with a typed error",
 }
 
 impl fmt::Display for PlantedBug {

@@ -75,6 +75,9 @@ pub struct CrashActor {
     rng: ChaCha8Rng,
     /// Chance of one more crash after each restart.
     again_probability: f64,
+    /// Chance that an any-time restart is a graceful stop (`None`: the
+    /// class is off and nothing is drawn for it).
+    graceful_probability: Option<f64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -86,6 +89,7 @@ impl CrashActor {
             context,
             rng: stream_rng(plan.seed, STREAM_CRASH),
             again_probability,
+            graceful_probability: plan.faults.probability(FaultClass::GracefulStop),
             stop,
         })
     }
@@ -117,7 +121,13 @@ impl CrashActor {
             if self.stopped() {
                 break;
             }
-            let struck = if window == CrashWindow::AnyTime {
+            let graceful = self
+                .graceful_probability
+                .is_some_and(|probability| self.rng.gen_bool(probability));
+            let struck = if graceful {
+                // A stop is not aimed at a window: it comes whenever it comes.
+                world.decide_crash().then_some(CrashWindow::GracefulStop)
+            } else if window == CrashWindow::AnyTime {
                 world.decide_crash().then_some(CrashWindow::AnyTime)
             } else {
                 world.arm_crash(window);
@@ -151,11 +161,20 @@ fn safety_horizon_ms(workload: &Workload) -> u64 {
 /// go on.
 pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
     let world = &context.world;
-    // One synchronous step: nothing of the old engine runs after it.
     let dead = context.engines.current();
+    let graceful = window == CrashWindow::GracefulStop;
+    if graceful {
+        stop_gracefully(context, &dead).await;
+    }
+    // One synchronous step: nothing of the old engine runs after it.
     let generation = world.begin_crash(window);
     dead.kill();
-    let loss = context.stores.crash();
+    let loss = if graceful {
+        context.stores.reopen();
+        CrashLoss::default()
+    } else {
+        context.stores.crash()
+    };
     let (unsynced_lost, torn) = count_wal_losses(world, &loss);
     context.router.hold_clients();
     let next = EngineGeneration::start(
@@ -207,6 +226,53 @@ pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
         ),
     );
     world.end_crash(record);
+}
+
+/// A graceful stop: the engine's queues close (new requests are refused
+/// with a typed error), its workers drain them and answer everything they
+/// hold, and flush jobs still running keep running until the node is
+/// killed. Post-condition, checked: no request to the stopped engine is
+/// left without its answer.
+async fn stop_gracefully(context: &CrashContext, dead: &EngineGeneration) {
+    let world = &context.world;
+    let began = world.trace("crash", "engine stopping gracefully".to_string());
+    let stopped = dead
+        .engine
+        .stop(Duration::from_millis(RESTART_PATIENCE_MS))
+        .await;
+    // Answers travel back to the clients with a delay: wait for them.
+    let generation = world.with(|state| state.crash.generation());
+    wait_until(world, RESTART_PATIENCE_MS, || {
+        world.with(|state| state.ledger.pending_before(generation + 1)) == 0
+    })
+    .await;
+    let unanswered: Vec<String> = world.with(|state| {
+        state
+            .ledger
+            .pending()
+            .filter(|entry| entry.generation <= generation)
+            .map(LedgerEntry::describe)
+            .collect()
+    });
+    let ended = world.trace(
+        "crash",
+        format!(
+            "engine stopped: workers stopped {stopped}, {} unanswered",
+            unanswered.len()
+        ),
+    );
+    world.with(|state| state.crash.stop_windows.push((began, ended)));
+    if !stopped || !unanswered.is_empty() {
+        world.violation(
+            oracle::EXACTLY_ONCE_REPLY,
+            format!(
+                "graceful stop: expected the workers to stop and every request to the engine \
+                 answered, saw workers stopped: {stopped}, {} unanswered: {}",
+                unanswered.len(),
+                unanswered.join("; ")
+            ),
+        );
+    }
 }
 
 /// Marks what the crash took from the WAL: segments that lost unsynced

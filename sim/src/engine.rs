@@ -73,9 +73,15 @@ impl Stores {
     /// part of what was not), and the stores are opened afresh over it.
     pub fn crash(&self) -> CrashLoss {
         let loss = self.world.with(|state| self.fs.crash(state.rng()));
+        self.reopen();
+        loss
+    }
+
+    /// A new engine process over the same files: the stores are opened
+    /// afresh (after a crash, or a graceful stop that lost nothing).
+    pub fn reopen(&self) {
         self.wal.reopen();
         self.manifests.reopen();
-        loss
     }
 }
 

@@ -324,6 +324,7 @@ pub fn check_run(observed: &Observations, state: &WorldState) -> (Vec<CheckResul
             &observed.manifest_history,
             observed.shutdown_step,
             &crash_steps,
+            &state.crash.stop_windows,
             violations,
         ),
         buffer_accounting(observed, violations),
@@ -432,6 +433,7 @@ fn reply_kind(
     history: &[ManifestRecord],
     shutdown_step: u64,
     crash_steps: &[u64],
+    stop_windows: &[(u64, u64)],
     violations: &Violations,
 ) -> CheckResult {
     let mut by_region: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
@@ -449,6 +451,12 @@ fn reply_kind(
             continue;
         };
         if entry.origin == Origin::Final || replied >= shutdown_step {
+            continue;
+        }
+        let stopping = stop_windows
+            .iter()
+            .any(|(began, ended)| (*began..=*ended).contains(&replied));
+        if stopping && matches!(kind, ErrorKind::WorkerStopped | ErrorKind::RegionClosed) {
             continue;
         }
         let region = by_region

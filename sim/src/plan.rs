@@ -256,9 +256,15 @@ pub enum FaultClass {
     /// A flush's manifest edit is saved (renamed into place) but reported
     /// failed: the directory sync after the rename fails, as a lost reply
     /// or a timeout of a real store would. A crash before the directory is
-    /// synced may still undo it. Last in [`FaultClass::ALL`], so every
-    /// older class draws as before.
+    /// synced may still undo it.
     ManifestAmbiguousCommit,
+    /// A restart the crash actor decided on is a graceful stop instead of
+    /// a kill: the engine's queues close, its workers answer what they
+    /// hold and stop, flush jobs still running die with the node, and
+    /// nothing is lost from the file system. Its probability is the chance
+    /// that a restart of the crash actor is one. Last in [`FaultClass::ALL`], so
+    /// every older class draws as before.
+    GracefulStop,
 }
 
 impl FaultClass {
@@ -280,6 +286,7 @@ impl FaultClass {
         FaultClass::Crash,
         FaultClass::WalTruncateFailure,
         FaultClass::ManifestAmbiguousCommit,
+        FaultClass::GracefulStop,
     ];
 
     /// Stable snake_case name, as in JSON.
@@ -301,6 +308,7 @@ impl FaultClass {
             FaultClass::Crash => "crash",
             FaultClass::WalTruncateFailure => "wal_truncate_failure",
             FaultClass::ManifestAmbiguousCommit => "manifest_ambiguous_commit",
+            FaultClass::GracefulStop => "graceful_stop",
         }
     }
 
@@ -321,6 +329,7 @@ impl FaultClass {
             FaultClass::Crash => (0.2, 0.8),
             FaultClass::WalTruncateFailure => (0.02, 0.4),
             FaultClass::ManifestAmbiguousCommit => (0.01, 0.2),
+            FaultClass::GracefulStop => (0.2, 0.6),
         }
     }
 }

@@ -289,6 +289,10 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         "the op level's manifest failures change nothing, so deleting is harmless; the simulator's manifest_ambiguous_commit finds it",
     ),
     (
+        PlantedBug::StopDropsStalledWrites,
+        "the op driver stops its engine only at the end, with nothing stalled; the simulator's graceful_stop finds it",
+    ),
+    (
         PlantedBug::ManifestSkipDirSync,
         "the op level keeps manifests in memory; the simulator's crashes over its file system find it",
     ),

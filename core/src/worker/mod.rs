@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::buffer::WriteBufferManager;
-use crate::bugs::Bugs;
+use crate::bugs::{Bugs, PlantedBug};
 use crate::error::RequestError;
 use crate::flush::{FlushEnv, FlushScheduler, FlushStatusView};
 use crate::ids::RegionId;
@@ -158,8 +158,11 @@ impl RegionWorker {
     /// releases every region: the worker is stopping.
     pub fn shutdown(&mut self) {
         self.scheduler.fail_all_closed();
-        let waiting: Vec<ClientRequest> = self.stalled.drain(..).collect();
+        let mut waiting: Vec<ClientRequest> = self.stalled.drain(..).collect();
         self.env.buffer.writes_released(waiting.len());
+        if self.config.bugs.has(PlantedBug::StopDropsStalledWrites) {
+            waiting.clear();
+        }
         for request in waiting.into_iter().chain(self.requeued.drain(..)) {
             let region_id = request.request.region_id();
             request

@@ -30,6 +30,10 @@ pub enum CrashWindow {
     AfterCommit,
     /// After a WAL entry is buffered, before it is synced.
     MidWalAppend,
+    /// Not a kill: the engine was stopped gracefully (fault class
+    /// `graceful_stop`), then restarted. Not in [`CrashWindow::ALL`]: the
+    /// crash actor draws it before it aims a kill.
+    GracefulStop,
 }
 
 impl CrashWindow {
@@ -48,6 +52,7 @@ impl CrashWindow {
             CrashWindow::BetweenSstAndCommit => "between_sst_and_commit",
             CrashWindow::AfterCommit => "after_commit",
             CrashWindow::MidWalAppend => "mid_wal_append",
+            CrashWindow::GracefulStop => "graceful_stop",
         }
     }
 
@@ -59,6 +64,7 @@ impl CrashWindow {
             CrashWindow::BetweenSstAndCommit => "crash_between_sst_and_commit",
             CrashWindow::AfterCommit => "crash_after_commit",
             CrashWindow::MidWalAppend => "crash_mid_wal_append",
+            CrashWindow::GracefulStop => "crash_graceful_stop",
         }
     }
 }
@@ -102,6 +108,10 @@ pub struct CrashState {
     hits_receiver: Option<mpsc::UnboundedReceiver<CrashWindow>>,
     pub records: Vec<CrashRecord>,
     pub recoveries: Vec<RecoveryRecord>,
+    /// Trace steps from the start of each graceful stop to the moment
+    /// every request to the stopped engine was answered: replies saying
+    /// the worker stopped or the region closed are explained inside.
+    pub stop_windows: Vec<(u64, u64)>,
 }
 
 impl CrashState {
@@ -117,6 +127,7 @@ impl CrashState {
             hits,
             hits_receiver: Some(hits_receiver),
             records: Vec::new(),
+            stop_windows: Vec::new(),
             recoveries: Vec::new(),
         }
     }
@@ -212,11 +223,19 @@ impl World {
     /// signal fired for every request of the old one, the fault counted.
     /// Returns the new generation.
     pub fn begin_crash(&self, window: CrashWindow) -> u64 {
-        let step = self.record_fault(
-            crate::plan::FaultClass::Crash,
-            None,
-            &format!("engine killed ({})", window.name()),
-        );
+        let step = if window == CrashWindow::GracefulStop {
+            self.record_fault(
+                crate::plan::FaultClass::GracefulStop,
+                None,
+                "engine stopped gracefully",
+            )
+        } else {
+            self.record_fault(
+                crate::plan::FaultClass::Crash,
+                None,
+                &format!("engine killed ({})", window.name()),
+            )
+        };
         let now = self.now_us();
         self.with(|state| {
             let crash = &mut state.crash;

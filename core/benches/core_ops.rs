@@ -136,6 +136,7 @@ impl SchedulerRig {
             bugs: Bugs::NONE,
             notify_retry_limit: 1,
             notify_retry_backoff_ms: 0,
+            lost_reports: Arc::default(),
         };
         let region_id = RegionId(1);
         let manifest = block_on(manifests.create(RegionManifest::new(region_id)))

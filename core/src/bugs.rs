@@ -57,6 +57,7 @@ planted_bugs! {
     ManifestSkipDirSync = "manifest-skip-dir-sync": "the manifest store does not sync the directory after its rename, so a crash can bring the old manifest back",
     DeleteSstsOnFailedCommit = "delete-ssts-on-failed-commit": "a flush whose manifest commit fails deletes the SSTs it wrote at once, as if every error meant 'not saved', although a commit can be saved and reported failed",
     StopDropsStalledWrites = "stop-drops-stalled-writes": "a worker that stops drops its stalled writes without an answer instead of failing them with a typed error",
+    NoGuardOnLostJob = "no-guard-on-lost-job": "a flush job the scheduler accepted and then dropped reports nothing, so its region stays flushing and its waiters wait forever",
 }
 
 impl fmt::Display for PlantedBug {

@@ -159,6 +159,8 @@ pub enum FlushError {
         #[source]
         source: ManifestError,
     },
+    #[error("flush job of {region_id} was dropped before it finished")]
+    JobLost { region_id: RegionId },
 }
 
 /// The error a client sees in a reply.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use common::{ReplyLedger, Ticket, R1, R2};
 use flush_core::buffer::WriteBufferManager;
 use flush_core::bugs::{Bugs, PlantedBug};
-use flush_core::error::ErrorKind;
+use flush_core::error::{ErrorKind, FlushError};
 use flush_core::events::CoreEvent;
 use flush_core::flush::{FlushEnv, FlushScheduler, FlushStatusView, FlushTask};
 use flush_core::ids::{RegionId, RequestId};
@@ -173,6 +173,7 @@ impl Harness {
             bugs,
             notify_retry_limit: 1,
             notify_retry_backoff_ms: 0,
+            lost_reports: Arc::default(),
         };
         Harness {
             scheduler: FlushScheduler::new(bugs, events.clone()),
@@ -706,6 +707,47 @@ fn job_rejection_answers_the_task_with_job_rejected() {
     assert_eq!(h.status(R1), None);
     assert_eq!(h.buffer.flushes_running(), 0);
     assert_eq!(h.memtable_rows(R1), 10, "the rows stay, frozen");
+    assert!(
+        h.outbox
+            .0
+            .lock()
+            .expect("no test thread panics holding it")
+            .is_empty(),
+        "a rejected job is not reported lost as well"
+    );
+
+    let (retry, _) = h.flush(R1, "retry");
+    assert_eq!(h.run_job(), Delivered::Finished(Some(vec![])));
+    h.expect_ok(retry);
+    assert_eq!(h.manifest_rows(R1), 10);
+    h.finish();
+}
+
+#[test]
+fn an_accepted_job_dropped_unrun_reports_itself_failed() {
+    let mut h = Harness::new(Bugs::NONE);
+    h.add_region(R1);
+    h.write(R1, 10);
+    let (flush, started) = h.flush(R1, "flush");
+    assert_eq!(started, Ok(()));
+    assert_eq!(h.buffer.flushes_running(), 1);
+    drop(h.jobs.pop().expect("a flush job is queued"));
+    let report = h
+        .outbox
+        .0
+        .lock()
+        .expect("no test thread panics holding it")
+        .pop_front()
+        .expect("the dropped job reported itself");
+    assert!(
+        matches!(&report, BackgroundNotify::FlushFailed(failed)
+            if matches!(failed.error, FlushError::JobLost { region_id: R1 })),
+        "{report:?}"
+    );
+    assert_eq!(h.buffer.flushes_running(), 0, "the lost flush ended");
+    assert_eq!(h.deliver(report), Delivered::Failed);
+    h.expect_err(&[flush], ErrorKind::FlushFailed);
+    assert_eq!(h.status(R1), None, "the region is not left flushing");
 
     let (retry, _) = h.flush(R1, "retry");
     assert_eq!(h.run_job(), Delivered::Finished(Some(vec![])));

@@ -38,7 +38,7 @@ use crate::world::fault_points::SimFaultPoints;
 use crate::world::fs::{CrashLoss, SimFs};
 use crate::world::jobs::SimJobScheduler;
 use crate::world::manifests::SimManifestStore;
-use crate::world::notifier::{WorkerInbox, WorkerRouter};
+use crate::world::notifier::{GenerationNotifier, WorkerInbox, WorkerRouter};
 use crate::world::objects::SimObjectStore;
 use crate::world::wal::SimWal;
 use crate::world::World;
@@ -225,9 +225,10 @@ impl Engine {
         let mut workers = Vec::new();
         let mut loops = Vec::new();
         let mut memory_freed_flags = Vec::new();
+        let notifier = Arc::new(GenerationNotifier::current(router.clone(), world.clone()));
         for worker_id in 0..workload.workers.max(1) {
             let config = workload.worker_config(worker_id, bugs);
-            let worker = RegionWorker::new(config, ports.clone(), buffer.clone(), router.clone());
+            let worker = RegionWorker::new(config, ports.clone(), buffer.clone(), notifier.clone());
             let worker = Arc::new(AsyncMutex::new(worker));
             let (sender, receiver) = mpsc::unbounded();
             let memory_freed_queued = Arc::new(AtomicBool::new(false));

@@ -395,6 +395,7 @@ const MANIFEST_FAULTS: &[FaultClass] = &[
     FaultClass::ManifestAmbiguousCommit,
 ];
 const FLUSH_FAULTS: &[FaultClass] = &[
+    FaultClass::JobLost,
     FaultClass::SstWriteError,
     FaultClass::SstPartialObject,
     FaultClass::ManifestFailure,

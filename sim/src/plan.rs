@@ -262,9 +262,12 @@ pub enum FaultClass {
     /// a kill: the engine's queues close, its workers answer what they
     /// hold and stop, flush jobs still running die with the node, and
     /// nothing is lost from the file system. Its probability is the chance
-    /// that a restart of the crash actor is one. Last in [`FaultClass::ALL`], so
-    /// every older class draws as before.
+    /// that a restart of the crash actor is one.
     GracefulStop,
+    /// The job scheduler accepts a flush job and then drops it without
+    /// running it (a runtime shutting down). Last in [`FaultClass::ALL`],
+    /// so every older class draws as before.
+    JobLost,
 }
 
 impl FaultClass {
@@ -287,6 +290,7 @@ impl FaultClass {
         FaultClass::WalTruncateFailure,
         FaultClass::ManifestAmbiguousCommit,
         FaultClass::GracefulStop,
+        FaultClass::JobLost,
     ];
 
     /// Stable snake_case name, as in JSON.
@@ -309,6 +313,7 @@ impl FaultClass {
             FaultClass::WalTruncateFailure => "wal_truncate_failure",
             FaultClass::ManifestAmbiguousCommit => "manifest_ambiguous_commit",
             FaultClass::GracefulStop => "graceful_stop",
+            FaultClass::JobLost => "job_lost",
         }
     }
 
@@ -330,6 +335,7 @@ impl FaultClass {
             FaultClass::WalTruncateFailure => (0.02, 0.4),
             FaultClass::ManifestAmbiguousCommit => (0.01, 0.2),
             FaultClass::GracefulStop => (0.2, 0.6),
+            FaultClass::JobLost => (0.01, 0.2),
         }
     }
 }

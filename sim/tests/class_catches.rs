@@ -9,6 +9,9 @@
 //! - `graceful_stop` (the engine stopped mid-run, then restarted) exposes
 //!   `stop-drops-stalled-writes`: the stop at the end of a run comes when
 //!   nothing is stalled.
+//! - `job_lost` (a flush job accepted, then dropped unrun) exposes
+//!   `no-guard-on-lost-job`: otherwise only a kill drops a job, and the
+//!   whole engine goes with it.
 
 use flush_core::bugs::{Bugs, PlantedBug};
 use flush_sim::plan::FaultClass;
@@ -58,4 +61,9 @@ fn only_an_ambiguous_commit_exposes_deleting_the_ssts_of_a_failed_commit() {
 #[test]
 fn only_a_graceful_stop_exposes_dropping_stalled_writes_on_stop() {
     assert_only(FaultClass::GracefulStop, PlantedBug::StopDropsStalledWrites);
+}
+
+#[test]
+fn only_a_lost_job_exposes_a_flush_job_without_its_end_guard() {
+    assert_only(FaultClass::JobLost, PlantedBug::NoGuardOnLostJob);
 }

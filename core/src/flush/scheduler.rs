@@ -229,7 +229,8 @@ impl FlushScheduler {
         // Counted before submission: an inline job scheduler may run the
         // whole job, and its `flush_ended`, inside `schedule`.
         env.buffer.flush_started();
-        if let Err(rejected) = env.ports.jobs.schedule(flush_job(env.clone(), snapshot)) {
+        let (job, acceptance) = flush_job(env.clone(), snapshot);
+        if let Err(rejected) = env.ports.jobs.schedule(job) {
             env.buffer.flush_ended();
             self.events.record(CoreEvent::JobRejected { region_id });
             let error = RequestError::JobRejected {
@@ -239,6 +240,7 @@ impl FlushScheduler {
             self.abandon_start(region_id, task, &error, true);
             return Err(error);
         }
+        acceptance.accepted();
         let status = self.statuses.entry(region_id).or_default();
         status.running_epoch = Some(region.epoch);
         if self.bugs.has(PlantedBug::ReplyBeforeCommit) && task.reason == FlushReason::Manual {

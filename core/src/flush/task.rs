@@ -20,6 +20,8 @@ use crate::region::Region;
 use crate::request::{BackgroundNotify, FlushFailed, FlushFinished, FlushReason};
 use crate::sst;
 
+use super::job_end::{Acceptance, JobEnd, LostReports};
+
 /// What a flush job needs from its worker's world.
 #[derive(Clone)]
 pub struct FlushEnv {
@@ -31,6 +33,8 @@ pub struct FlushEnv {
     /// logged as stuck (it keeps retrying: see `deliver`).
     pub notify_retry_limit: u32,
     pub notify_retry_backoff_ms: u64,
+    /// Where a lost job's report waits when the worker's queue is full.
+    pub lost_reports: Arc<LostReports>,
 }
 
 /// The region as the flush sees it, captured right after the freeze: the
@@ -63,9 +67,15 @@ impl FlushSnapshot {
     }
 }
 
-/// Wraps a flush of `snapshot` as a job for the job scheduler.
-pub fn flush_job(env: FlushEnv, snapshot: FlushSnapshot) -> Job {
-    Box::pin(run_flush(env, snapshot))
+/// Wraps a flush of `snapshot` as a job for the job scheduler, with the
+/// [`JobEnd`] that reports it if it is dropped unfinished once accepted.
+pub fn flush_job(env: FlushEnv, snapshot: FlushSnapshot) -> (Job, Acceptance) {
+    let (end, acceptance) = JobEnd::new(&env, snapshot.region_id, snapshot.epoch);
+    let job = Box::pin(async move {
+        run_flush(env, snapshot).await;
+        end.finished();
+    });
+    (job, acceptance)
 }
 
 async fn run_flush(env: FlushEnv, snapshot: FlushSnapshot) {

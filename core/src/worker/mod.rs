@@ -107,6 +107,7 @@ impl RegionWorker {
             bugs: config.bugs,
             notify_retry_limit: config.notify_retry_limit,
             notify_retry_backoff_ms: config.notify_retry_backoff_ms,
+            lost_reports: Arc::default(),
         };
         RegionWorker {
             config,
@@ -125,6 +126,10 @@ impl RegionWorker {
     /// Handles one request to completion, then whatever it released, then
     /// the engine-wide flush rules.
     pub async fn handle(&mut self, request: WorkerRequest) {
+        // Lost jobs whose report a full queue refused come first.
+        for report in self.env.lost_reports.take() {
+            self.handle_background(report).await;
+        }
         match request {
             WorkerRequest::Client(request) => self.dispatch(request).await,
             WorkerRequest::Background(notify) => self.handle_background(notify).await,

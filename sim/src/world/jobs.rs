@@ -1,5 +1,6 @@
 //! The job scheduler: flush jobs run as madsim tasks on the engine's node;
-//! sometimes a job is refused (`job_rejection`) or starts late (`slow_io`).
+//! sometimes a job is refused (`job_rejection`), starts late (`slow_io`),
+//! or is accepted and then dropped without running (`job_lost`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,10 +32,14 @@ impl JobScheduler for SimJobScheduler {
                 reason: "injected: job queue full".to_string(),
             });
         }
+        let lost = self
+            .world
+            .inject(FaultClass::JobLost, None, "accepted, then dropped");
         let start_delay = self.world.io_delay(None, "job start");
         let id = self.world.with(|state| state.next_job_id());
         self.world
             .trace("jobs", format!("spawn job {id}, starts in {start_delay:?}"));
+        let world = self.world.clone();
         let job = TaggedJob {
             world: self.world.clone(),
             id,
@@ -44,6 +49,11 @@ impl JobScheduler for SimJobScheduler {
         // engine's node and die with it when the engine crashes.
         drop(madsim::task::spawn(async move {
             super::sleep(start_delay).await;
+            if lost {
+                world.trace("jobs", format!("job {id} dropped without running"));
+                drop(job);
+                return;
+            }
             job.await;
         }));
         Ok(())

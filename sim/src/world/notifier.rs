@@ -201,6 +201,38 @@ impl WorkerNotifier for WorkerRouter {
     }
 }
 
+/// The router as one engine generation's flush jobs see it. Once a crash
+/// or a stop has begun the next generation, what they report goes nowhere:
+/// their engine is dead, and the next one must not hear of jobs it never
+/// ran (a lost job's report fires when its task is dropped, which a kill
+/// does too).
+pub struct GenerationNotifier {
+    router: Arc<WorkerRouter>,
+    world: Arc<World>,
+    generation: u64,
+}
+
+impl GenerationNotifier {
+    /// For the generation running now.
+    pub fn current(router: Arc<WorkerRouter>, world: Arc<World>) -> GenerationNotifier {
+        let generation = world.with(|state| state.crash.generation());
+        GenerationNotifier {
+            router,
+            world,
+            generation,
+        }
+    }
+}
+
+impl WorkerNotifier for GenerationNotifier {
+    fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
+        if self.world.with(|state| state.crash.generation()) != self.generation {
+            return Err(NotifyError::Closed(notify));
+        }
+        self.router.notify(notify)
+    }
+}
+
 impl MemoryNotifier for WorkerRouter {
     fn memory_freed(&self) {
         for inbox in self.inboxes().iter() {

@@ -295,6 +295,24 @@ impl Harness {
         self.scheduler.status(region_id)
     }
 
+    /// The oldest report a job sent back, if any.
+    fn next_report(&self) -> Option<BackgroundNotify> {
+        self.outbox
+            .0
+            .lock()
+            .expect("no test thread panics holding it")
+            .pop_front()
+    }
+
+    /// After a flush of `region_id` failed: a new one commits all `rows`.
+    fn flush_again_commits(mut self, region_id: RegionId, rows: u64) {
+        let (retry, _) = self.flush(region_id, "retry");
+        assert_eq!(self.run_job(), Delivered::Finished(Some(vec![])));
+        self.expect_ok(retry);
+        assert_eq!(self.manifest_rows(region_id), rows);
+        self.finish();
+    }
+
     /// Runs the oldest held job and hands its result to the scheduler.
     fn run_job(&mut self) -> Delivered {
         let job = self.jobs.pop().expect("a flush job is queued");
@@ -708,19 +726,11 @@ fn job_rejection_answers_the_task_with_job_rejected() {
     assert_eq!(h.buffer.flushes_running(), 0);
     assert_eq!(h.memtable_rows(R1), 10, "the rows stay, frozen");
     assert!(
-        h.outbox
-            .0
-            .lock()
-            .expect("no test thread panics holding it")
-            .is_empty(),
+        h.next_report().is_none(),
         "a rejected job is not reported lost as well"
     );
 
-    let (retry, _) = h.flush(R1, "retry");
-    assert_eq!(h.run_job(), Delivered::Finished(Some(vec![])));
-    h.expect_ok(retry);
-    assert_eq!(h.manifest_rows(R1), 10);
-    h.finish();
+    h.flush_again_commits(R1, 10);
 }
 
 #[test]
@@ -732,13 +742,7 @@ fn an_accepted_job_dropped_unrun_reports_itself_failed() {
     assert_eq!(started, Ok(()));
     assert_eq!(h.buffer.flushes_running(), 1);
     drop(h.jobs.pop().expect("a flush job is queued"));
-    let report = h
-        .outbox
-        .0
-        .lock()
-        .expect("no test thread panics holding it")
-        .pop_front()
-        .expect("the dropped job reported itself");
+    let report = h.next_report().expect("the dropped job reported itself");
     assert!(
         matches!(&report, BackgroundNotify::FlushFailed(failed)
             if matches!(failed.error, FlushError::JobLost { region_id: R1 })),
@@ -749,11 +753,7 @@ fn an_accepted_job_dropped_unrun_reports_itself_failed() {
     h.expect_err(&[flush], ErrorKind::FlushFailed);
     assert_eq!(h.status(R1), None, "the region is not left flushing");
 
-    let (retry, _) = h.flush(R1, "retry");
-    assert_eq!(h.run_job(), Delivered::Finished(Some(vec![])));
-    h.expect_ok(retry);
-    assert_eq!(h.manifest_rows(R1), 10);
-    h.finish();
+    h.flush_again_commits(R1, 10);
 }
 
 #[test]

@@ -14,8 +14,9 @@
 //! the directory sync is *ambiguous* (the change may or may not survive a
 //! crash): the caller sees an error, and the store forgets what it cached;
 //! before it reads the file again it syncs the directory, so whatever a
-//! caller then reads back (the change or not) is durable. The rules of a change (leader state,
-//! epochs, marks) are [`RegionManifest::apply`]'s, as for every store.
+//! caller then reads back (the change or not) is durable. The rules of a
+//! change (leader state, epochs, marks) are [`RegionManifest::apply`]'s,
+//! as for every store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -5,10 +5,10 @@
 //! before anything changes; a `manifest_ambiguous_commit` fails a flush
 //! edit's directory sync after the rename, so the edit is saved (not yet
 //! durable) and reported failed, and the record notes the commit in doubt
-//! until the flush job has read the manifest back. A crash can strike just before a flush's edit
-//! commits, or just after any change commits (before the engine acts on
-//! it); after it, [`SimManifestStore::reopen`] reads every manifest back
-//! from what the file system kept.
+//! until the flush job has read the manifest back. A crash can strike just
+//! before a flush's edit commits, or just after any change commits (before
+//! the engine acts on it); after it, [`SimManifestStore::reopen`] reads
+//! every manifest back from what the file system kept.
 //!
 //! Beside the files the store keeps the checker's own record: each
 //! region's manifest as last committed (or read back after a crash), how
@@ -159,9 +159,9 @@ impl SimManifestStore {
             .clone()
     }
 
-    /// After the file system crashed: the next engine opens the store
-    /// afresh, and the record takes each manifest as the files now hold
-    /// it. A manifest that cannot be read keeps its last record (the
+    /// After a crash (or a graceful stop): the next engine opens the
+    /// store afresh, and the record takes each manifest as the files now
+    /// hold it. A manifest that cannot be read keeps its last record (the
     /// region will fail to open, and the checks say so).
     pub fn reopen(&self) {
         let files = Arc::new(open_store(&self.fs, self.bugs));
@@ -187,8 +187,7 @@ impl SimManifestStore {
         }
         drop(slots);
         for line in reverted {
-            self.world
-                .trace("manifest", format!("after the crash: {line}"));
+            self.world.trace("manifest", format!("on reopen: {line}"));
         }
     }
 

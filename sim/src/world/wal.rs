@@ -90,7 +90,7 @@ impl SimWal {
         self.marks().get(&region_id).copied().unwrap_or(0)
     }
 
-    /// After the file system crashed: the next engine opens the log
+    /// After a crash (or a graceful stop): the next engine opens the log
     /// afresh, and the entries that survived unacknowledged count as
     /// durable from now on.
     pub fn reopen(&self) {

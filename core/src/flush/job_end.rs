@@ -18,13 +18,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::task::FlushEnv;
+use super::task::{failure_report, FlushEnv};
 use crate::bugs::PlantedBug;
 use crate::error::FlushError;
-use crate::events::CoreEvent;
 use crate::ids::RegionId;
 use crate::ports::NotifyError;
-use crate::request::{BackgroundNotify, FlushFailed};
+use crate::request::BackgroundNotify;
 
 /// Reports of lost jobs a full queue refused, waiting for the worker.
 #[derive(Debug, Default)]
@@ -93,20 +92,10 @@ impl Drop for JobEnd {
         if !lost {
             return;
         }
-        let (region_id, epoch) = (self.region_id, self.epoch);
+        let region_id = self.region_id;
         let error = FlushError::JobLost { region_id };
-        tracing::warn!(%region_id, "flush job dropped before it finished");
-        self.env.ports.events.record(CoreEvent::FlushFailed {
-            region_id,
-            epoch,
-            reason: error.to_string(),
-        });
+        let report = failure_report(&self.env, region_id, self.epoch, error);
         self.env.buffer.flush_ended();
-        let report = BackgroundNotify::FlushFailed(FlushFailed {
-            region_id,
-            epoch,
-            error,
-        });
         match self.env.notifier.notify(report) {
             Ok(()) | Err(NotifyError::Closed(_)) => {}
             Err(NotifyError::Full(report)) => self.env.lost_reports.push(report),

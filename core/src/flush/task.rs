@@ -100,22 +100,32 @@ async fn run_flush(env: FlushEnv, snapshot: FlushSnapshot) {
                 flushed_memtables,
             })
         }
-        Err(error) => {
-            tracing::warn!(%region_id, %error, "flush failed");
-            env.ports.events.record(CoreEvent::FlushFailed {
-                region_id,
-                epoch,
-                reason: error.to_string(),
-            });
-            BackgroundNotify::FlushFailed(FlushFailed {
-                region_id,
-                epoch,
-                error,
-            })
-        }
+        Err(error) => failure_report(&env, region_id, epoch, error),
     };
     deliver(&env, notify).await;
     env.buffer.flush_ended();
+}
+
+/// A failed flush, logged and recorded, as the report its worker gets: for
+/// a job that failed, and for one dropped before it finished
+/// ([`JobEnd`]).
+pub(super) fn failure_report(
+    env: &FlushEnv,
+    region_id: RegionId,
+    epoch: u64,
+    error: FlushError,
+) -> BackgroundNotify {
+    tracing::warn!(%region_id, %error, "flush failed");
+    env.ports.events.record(CoreEvent::FlushFailed {
+        region_id,
+        epoch,
+        reason: error.to_string(),
+    });
+    BackgroundNotify::FlushFailed(FlushFailed {
+        region_id,
+        epoch,
+        error,
+    })
 }
 
 async fn write_and_commit(

@@ -223,19 +223,18 @@ impl World {
     /// signal fired for every request of the old one, the fault counted.
     /// Returns the new generation.
     pub fn begin_crash(&self, window: CrashWindow) -> u64 {
-        let step = if window == CrashWindow::GracefulStop {
-            self.record_fault(
+        let (class, detail) = if window == CrashWindow::GracefulStop {
+            (
                 crate::plan::FaultClass::GracefulStop,
-                None,
-                "engine stopped gracefully",
+                "engine stopped gracefully".to_string(),
             )
         } else {
-            self.record_fault(
+            (
                 crate::plan::FaultClass::Crash,
-                None,
-                &format!("engine killed ({})", window.name()),
+                format!("engine killed ({})", window.name()),
             )
         };
+        let step = self.record_fault(class, None, &detail);
         let now = self.now_us();
         self.with(|state| {
             let crash = &mut state.crash;

@@ -273,8 +273,9 @@ impl SimManifestStore {
                     "manifest",
                     format!("{region_id} refused {summary}: {error}"),
                 );
-                let saved = FileManifestStore::new(self.fs.clone()).load_now(region_id);
-                if let (true, Ok(Some(after))) = (fired, saved) {
+                let saved =
+                    fired.then(|| FileManifestStore::new(self.fs.clone()).load_now(region_id));
+                if let Some(Ok(Some(after))) = saved {
                     self.world
                         .with(|state| state.commits_in_doubt.insert(region_id));
                     self.record(

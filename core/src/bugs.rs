@@ -58,6 +58,8 @@ planted_bugs! {
     DeleteSstsOnFailedCommit = "delete-ssts-on-failed-commit": "a flush whose manifest commit fails deletes the SSTs it wrote at once, as if every error meant 'not saved', although a commit can be saved and reported failed",
     StopDropsStalledWrites = "stop-drops-stalled-writes": "a worker that stops drops its stalled writes without an answer instead of failing them with a typed error",
     NoGuardOnLostJob = "no-guard-on-lost-job": "a flush job the scheduler accepted and then dropped reports nothing, so its region stays flushing and its waiters wait forever",
+    PanicSkipsReadBack = "panic-skips-read-back": "a flush job that panicked inside its manifest commit takes the commit as not saved without reading the manifest back, and deletes SSTs the manifest may list",
+    KeepFilesOfFailedFlush = "keep-files-of-failed-flush": "a flush that fails or is refused leaves the SSTs it wrote in the object store, orphans no manifest lists, until some later open happens to purge them",
 }
 
 impl fmt::Display for PlantedBug {

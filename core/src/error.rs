@@ -161,6 +161,11 @@ pub enum FlushError {
     },
     #[error("flush job of {region_id} was dropped before it finished")]
     JobLost { region_id: RegionId },
+    #[error("flush job of {region_id} panicked: {message}")]
+    JobPanicked {
+        region_id: RegionId,
+        message: String,
+    },
 }
 
 /// The error a client sees in a reply.

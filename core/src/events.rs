@@ -99,6 +99,11 @@ pub enum CoreEvent {
         region_id: RegionId,
         path: String,
     },
+    /// A flush that did not commit removed an SST it had written.
+    FailedFlushFileRemoved {
+        region_id: RegionId,
+        path: String,
+    },
 }
 
 impl CoreEvent {
@@ -126,6 +131,7 @@ impl CoreEvent {
             CoreEvent::PendingFailed { .. } => "pending_failed",
             CoreEvent::WalReplayed { .. } => "wal_replayed",
             CoreEvent::OrphanPurged { .. } => "orphan_purged",
+            CoreEvent::FailedFlushFileRemoved { .. } => "failed_flush_file_removed",
         }
     }
 }

@@ -14,11 +14,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use common::{row_bytes, rows, ReplyState, Scenario, Ticket, R1, R2, R3};
 use flush_core::bugs::{Bugs, PlantedBug};
 use flush_core::error::ErrorKind;
 use flush_core::flush::FlushStatusView;
-use flush_core::ids::{sst_path, RegionId};
+use flush_core::ids::{sst_path, FileId, RegionId};
 use flush_core::local::block_on;
 use flush_core::manifest::{LeaderState, RegionManifest};
 use flush_core::memtable::{Row, RowValue};
@@ -631,7 +632,8 @@ fn reopen_replays_the_wal_after_the_flushed_entry_and_purges_orphan_ssts() {
     scn.expect_ok(f1);
     scn.write("w3", R1, batch(200));
     scn.write("w4", R1, batch(300));
-    // This flush writes its SST, then fails to commit it: an orphan.
+    // This flush writes its SST, then fails to commit it: it removes the
+    // SST it wrote.
     scn.engine
         .ports()
         .manifests
@@ -647,6 +649,21 @@ fn reopen_replays_the_wal_after_the_flushed_entry_and_purges_orphan_ssts() {
         .map(|file_id| sst_path(R1, *file_id))
         .collect();
     assert_eq!(listed.len(), 1);
+    assert_eq!(
+        stored_paths(&scn, R1),
+        listed,
+        "the failed flush removed its SST"
+    );
+    // What a flush killed mid-way leaves: an object no manifest lists.
+    let stray = sst_path(R1, FileId(0xdead));
+    block_on(
+        scn.engine
+            .ports()
+            .objects
+            .put(&stray, Bytes::from_static(b"PAR1")),
+    )
+    .expect("local ports never wait")
+    .expect("writing a local file");
     assert_eq!(
         stored_paths(&scn, R1).len(),
         2,

@@ -7,7 +7,7 @@
 //! back from the Parquet SSTs with the core's own reader.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -37,6 +37,7 @@ pub const MANIFEST_CONSISTENCY: &str = "manifest_consistency";
 pub const MONOTONIC_FLUSH_MARKS: &str = "monotonic_flush_marks";
 pub const LIVENESS: &str = "liveness";
 pub const RECOVERY: &str = "recovery";
+pub const NO_ORPHAN_SSTS: &str = "no_orphan_ssts";
 pub const FAULT_COVERAGE: &str = "fault_coverage";
 /// Not a DESIGN check: a panic anywhere in the run.
 pub const NO_PANIC: &str = "no_panic";
@@ -52,6 +53,7 @@ pub const RUN_CHECKS: &[&str] = &[
     MONOTONIC_FLUSH_MARKS,
     LIVENESS,
     RECOVERY,
+    NO_ORPHAN_SSTS,
 ];
 
 /// Problems listed in full in one message.
@@ -334,6 +336,7 @@ pub fn check_run(observed: &Observations, state: &WorldState) -> (Vec<CheckResul
         monotonic_flush_marks(observed, violations),
         liveness(observed, violations),
         recovery(state, violations),
+        no_orphan_ssts(observed, violations),
     ];
     (checks, stats)
 }
@@ -396,6 +399,7 @@ const MANIFEST_FAULTS: &[FaultClass] = &[
 ];
 const FLUSH_FAULTS: &[FaultClass] = &[
     FaultClass::JobLost,
+    FaultClass::JobPanic,
     FaultClass::SstWriteError,
     FaultClass::SstPartialObject,
     FaultClass::ManifestFailure,
@@ -745,6 +749,59 @@ fn manifest_consistency(
         problems,
     );
     (check, orphans)
+}
+
+/// At quiescence, no SST of an open or dropped region is left that its
+/// manifest does not list. A flush that fails, or is refused because a
+/// truncate or drop overtook it, removes what it wrote; a drop removes
+/// everything; what a crash left was purged when the region reopened.
+/// Regions closed at the end are not judged: their next open purges.
+fn no_orphan_ssts(observed: &Observations, violations: &Violations) -> CheckResult {
+    let Some(views) = observed.views.as_ref().filter(|_| observed.quiescent) else {
+        return CheckResult::pass(
+            NO_ORPHAN_SSTS,
+            "not judged: the engine was not quiescent at the end",
+        );
+    };
+    let open: BTreeSet<RegionId> = views
+        .iter()
+        .flat_map(|view| view.regions.keys().copied())
+        .collect();
+    let mut problems = Vec::new();
+    let mut judged = 0;
+    for path in observed.objects.keys() {
+        let Some(region_id) = region_of_path(path) else {
+            continue;
+        };
+        let slot = observed.manifests.get(&region_id);
+        let dropped = slot.is_some_and(|slot| slot.manifest.dropped);
+        if !dropped && !open.contains(&region_id) {
+            continue;
+        }
+        judged += 1;
+        let listed = slot.is_some_and(|slot| {
+            !slot.manifest.dropped
+                && slot
+                    .manifest
+                    .files
+                    .keys()
+                    .any(|file_id| sst_path(region_id, *file_id) == **path)
+        });
+        if !listed {
+            let state = if dropped { "dropped" } else { "open" };
+            problems.push(format!(
+                "{path} of {state} {region_id}: expected every SST to be listed by the manifest \
+                 or removed, saw an orphan ({} bytes)",
+                observed.objects[path].len()
+            ));
+        }
+    }
+    CheckResult::from_problems(
+        NO_ORPHAN_SSTS,
+        format!("{judged} SSTs of open or dropped regions, all listed"),
+        violations.of(NO_ORPHAN_SSTS),
+        problems,
+    )
 }
 
 /// Where an acknowledged row must be at the end.

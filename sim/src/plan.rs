@@ -265,9 +265,13 @@ pub enum FaultClass {
     /// that a restart of the crash actor is one.
     GracefulStop,
     /// The job scheduler accepts a flush job and then drops it without
-    /// running it (a runtime shutting down). Last in [`FaultClass::ALL`],
-    /// so every older class draws as before.
+    /// running it (a runtime shutting down).
     JobLost,
+    /// A flush job panics mid-flush (a bug in an encoder or a store
+    /// client): after an SST put, or inside the manifest commit before or
+    /// after the edit is saved. Last in [`FaultClass::ALL`], so every
+    /// older class draws as before.
+    JobPanic,
 }
 
 impl FaultClass {
@@ -291,6 +295,7 @@ impl FaultClass {
         FaultClass::ManifestAmbiguousCommit,
         FaultClass::GracefulStop,
         FaultClass::JobLost,
+        FaultClass::JobPanic,
     ];
 
     /// Stable snake_case name, as in JSON.
@@ -314,6 +319,7 @@ impl FaultClass {
             FaultClass::ManifestAmbiguousCommit => "manifest_ambiguous_commit",
             FaultClass::GracefulStop => "graceful_stop",
             FaultClass::JobLost => "job_lost",
+            FaultClass::JobPanic => "job_panic",
         }
     }
 
@@ -336,6 +342,7 @@ impl FaultClass {
             FaultClass::ManifestAmbiguousCommit => (0.01, 0.2),
             FaultClass::GracefulStop => (0.2, 0.6),
             FaultClass::JobLost => (0.01, 0.2),
+            FaultClass::JobPanic => (0.01, 0.2),
         }
     }
 }

@@ -12,8 +12,16 @@
 //! - `job_lost` (a flush job accepted, then dropped unrun) exposes
 //!   `no-guard-on-lost-job`: otherwise only a kill drops a job, and the
 //!   whole engine goes with it.
+//! - `job_panic` (a flush job panics mid-flush) exposes
+//!   `panic-skips-read-back`: only a panic leaves the job without the
+//!   store's answer; every error the store gives is read back as before.
+//!
+//! And a check with the bug only it sees: `no_orphan_ssts` is the one
+//! check a failed flush that keeps its files fails (the rows and the
+//! manifest are right, the object store holds garbage).
 
 use flush_core::bugs::{Bugs, PlantedBug};
+use flush_sim::oracle::NO_ORPHAN_SSTS;
 use flush_sim::plan::FaultClass;
 use flush_sim::{run, Plan};
 
@@ -66,4 +74,37 @@ fn only_a_graceful_stop_exposes_dropping_stalled_writes_on_stop() {
 #[test]
 fn only_a_lost_job_exposes_a_flush_job_without_its_end_guard() {
     assert_only(FaultClass::JobLost, PlantedBug::NoGuardOnLostJob);
+}
+
+#[test]
+fn only_a_job_panic_exposes_a_panic_taken_as_not_saved() {
+    assert_only(FaultClass::JobPanic, PlantedBug::PanicSkipsReadBack);
+}
+
+#[test]
+fn only_the_orphan_check_sees_a_failed_flush_keeping_its_files() {
+    let bug = PlantedBug::KeepFilesOfFailedFlush;
+    let mut caught = 0;
+    for seed in 0..SEEDS {
+        let report = run(&Plan::from_seed(seed), Bugs::only(bug));
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|check| !check.passed)
+            .map(|check| check.name.as_str())
+            .collect();
+        if failed.is_empty() {
+            continue;
+        }
+        assert_eq!(
+            failed,
+            [NO_ORPHAN_SSTS],
+            "expected seed {seed} with {bug} to fail {NO_ORPHAN_SSTS} alone"
+        );
+        caught += 1;
+    }
+    assert!(
+        caught > 0,
+        "expected {bug} caught within {SEEDS} seeds, saw none"
+    );
 }

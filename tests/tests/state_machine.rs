@@ -297,6 +297,14 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         "the op driver's job scheduler runs every job it accepts; the simulator's job_lost finds it",
     ),
     (
+        PlantedBug::PanicSkipsReadBack,
+        "the op driver's stores never panic; the simulator's job_panic finds it",
+    ),
+    (
+        PlantedBug::KeepFilesOfFailedFlush,
+        "the op-level checks judge rows and replies, not the object store's leftovers; the simulator's no_orphan_ssts finds it",
+    ),
+    (
         PlantedBug::ManifestSkipDirSync,
         "the op level keeps manifests in memory; the simulator's crashes over its file system find it",
     ),

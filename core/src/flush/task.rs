@@ -6,7 +6,10 @@
 //! never heard from again therefore cannot take a reply with it; the worker
 //! answers them on every path.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt;
 
 use crate::buffer::WriteBufferManager;
 use crate::bugs::{Bugs, PlantedBug};
@@ -86,7 +89,7 @@ async fn run_flush(env: FlushEnv, snapshot: FlushSnapshot) {
         .record(CoreEvent::FlushJobStarted { region_id, epoch });
     tracing::info!(%region_id, reason = snapshot.reason.as_str(), "flush begins");
     let flushed_memtables: Vec<MemtableId> = snapshot.memtables.iter().map(|m| m.id()).collect();
-    let outcome = write_and_commit(&env, &snapshot).await;
+    let outcome = guarded_flush(&env, &snapshot).await;
     // Release our references first: the worker frees the memory when it
     // applies the edit, not when this job happens to end.
     drop(snapshot);
@@ -128,14 +131,105 @@ pub(super) fn failure_report(
     })
 }
 
+/// How far a flush got: what it must clean up, or read back, if it fails
+/// or panics on the way.
+#[derive(Default)]
+struct Progress {
+    /// Every SST this flush began to put, in order. A put cut short may
+    /// still leave an object (or a prefix of one) behind.
+    began_puts: Vec<String>,
+    /// The edit, from the moment it went to the manifest store: once it
+    /// has, only the manifest can say whether it was saved.
+    committing: Option<RegionEdit>,
+}
+
+/// Writes and commits, and survives a panic on the way (a bug in an
+/// encoder, a store client that panics): the job still ends with a report
+/// that tells the truth. A panic inside the commit leaves the commit's
+/// fate open, so the manifest is read back as for an unsettled error.
+async fn guarded_flush(env: &FlushEnv, snapshot: &FlushSnapshot) -> Result<RegionEdit, FlushError> {
+    let region_id = snapshot.region_id;
+    let mut progress = Progress::default();
+    let caught = AssertUnwindSafe(write_and_commit(env, snapshot, &mut progress))
+        .catch_unwind()
+        .await;
+    let (fate, error) = match caught {
+        Ok(Ok(edit)) => return Ok(edit),
+        Ok(Err((fate, error))) => (fate, error),
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(%region_id, %message, "flush job panicked");
+            let error = FlushError::JobPanicked { region_id, message };
+            match progress.committing.take() {
+                None => (CommitFate::NotSaved, error),
+                Some(_) if env.bugs.has(PlantedBug::PanicSkipsReadBack) => {
+                    (CommitFate::NotSaved, error)
+                }
+                Some(edit) => match read_back(env, region_id, &edit).await {
+                    Some(true) => {
+                        record_committed(env, snapshot, &edit);
+                        return Ok(edit);
+                    }
+                    Some(false) => (CommitFate::NotSaved, error),
+                    None => (CommitFate::InDoubt, error),
+                },
+            }
+        }
+    };
+    if fate == CommitFate::NotSaved && !env.bugs.has(PlantedBug::KeepFilesOfFailedFlush) {
+        remove_unlisted(env, region_id, &progress.began_puts).await;
+    }
+    Err(error)
+}
+
+/// Whether a failed flush's edit may be in the manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CommitFate {
+    /// Never sent, refused, or read back without it: the flush's SSTs are
+    /// orphans, and the flush removes them.
+    NotSaved,
+    /// The manifest could not be read back: its SSTs stay, for the next
+    /// open to purge if they are not listed.
+    InDoubt,
+}
+
+/// Removes the SSTs of a flush that did not commit. Best effort: what a
+/// failed delete (or a crash) leaves is purged by the region's next open.
+async fn remove_unlisted(env: &FlushEnv, region_id: RegionId, paths: &[String]) {
+    for path in paths {
+        if env.ports.objects.delete(path).await.is_ok() {
+            env.ports.events.record(CoreEvent::FailedFlushFileRemoved {
+                region_id,
+                path: path.clone(),
+            });
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic with a non-text payload".to_string()
+    }
+}
+
+type FlushFailure = (CommitFate, FlushError);
+
 async fn write_and_commit(
     env: &FlushEnv,
     snapshot: &FlushSnapshot,
-) -> Result<RegionEdit, FlushError> {
+    progress: &mut Progress,
+) -> Result<RegionEdit, FlushFailure> {
     let region_id = snapshot.region_id;
     let mut files_to_add = Vec::with_capacity(snapshot.memtables.len());
     for memtable in snapshot.memtables.iter().filter(|m| !m.is_empty()) {
-        files_to_add.push(write_sst(env, snapshot, memtable).await?);
+        let file = write_sst(env, snapshot, memtable, progress)
+            .await
+            .map_err(|error| (CommitFate::NotSaved, error))?;
+        files_to_add.push(file);
     }
     let flushed_entry_id = if env.bugs.has(PlantedBug::FlushedEntryPastLast) {
         snapshot.last_entry_id + 1
@@ -152,25 +246,20 @@ async fn write_and_commit(
         expected_state: snapshot.expected_state,
         epoch: snapshot.epoch,
     };
-    if let Err(error) = commit_edit(env, region_id, &edit, change).await {
-        if env.bugs.has(PlantedBug::DeleteSstsOnFailedCommit) {
-            for file in &edit.files_to_add {
-                let _ = env
-                    .ports
-                    .objects
-                    .delete(&sst_path(region_id, file.file_id))
-                    .await;
-            }
-        }
-        return Err(error);
-    }
+    progress.committing = Some(edit.clone());
+    commit_edit(env, region_id, &edit, change).await?;
+    progress.committing = None;
+    record_committed(env, snapshot, &edit);
+    Ok(edit)
+}
+
+fn record_committed(env: &FlushEnv, snapshot: &FlushSnapshot, edit: &RegionEdit) {
     env.ports.events.record(CoreEvent::FlushCommitted {
-        region_id,
+        region_id: snapshot.region_id,
         epoch: snapshot.epoch,
-        flushed_entry_id,
+        flushed_entry_id: edit.flushed_entry_id,
         files: edit.files_to_add.len(),
     });
-    Ok(edit)
 }
 
 /// How many times a flush reads the manifest back, after a commit whose
@@ -181,28 +270,40 @@ pub const COMMIT_CHECKS: u32 = 8;
 /// ([`ManifestError::is_unsettled`]) it may still have saved the edit, so
 /// the manifest is read back: an edit whose files are listed is committed,
 /// whatever the store said. Treating every error as "not saved" would
-/// leave the same rows in the memtables and in a listed SST, and cleanup
-/// code that believes it deletes files the manifest lists.
+/// leave the same rows in the memtables and in a listed SST, and would
+/// delete files the manifest lists.
 async fn commit_edit(
     env: &FlushEnv,
     region_id: RegionId,
     edit: &RegionEdit,
     change: ManifestChange,
-) -> Result<(), FlushError> {
+) -> Result<(), FlushFailure> {
     let Err(source) = env.ports.manifests.apply(region_id, change).await else {
         return Ok(());
     };
-    if !source.is_unsettled() || env.bugs.has(PlantedBug::DeleteSstsOnFailedCommit) {
-        return Err(FlushError::Manifest { region_id, source });
+    let error = FlushError::Manifest { region_id, source };
+    let unsettled = matches!(&error, FlushError::Manifest { source, .. } if source.is_unsettled());
+    if !unsettled || env.bugs.has(PlantedBug::DeleteSstsOnFailedCommit) {
+        return Err((CommitFate::NotSaved, error));
     }
+    match read_back(env, region_id, edit).await {
+        Some(true) => Ok(()),
+        Some(false) => Err((CommitFate::NotSaved, error)),
+        None => Err((CommitFate::InDoubt, error)),
+    }
+}
+
+/// Whether the region's manifest holds `edit`: `None` when it could not be
+/// read in [`COMMIT_CHECKS`] tries.
+async fn read_back(env: &FlushEnv, region_id: RegionId, edit: &RegionEdit) -> Option<bool> {
     for _ in 0..COMMIT_CHECKS {
         match env.ports.manifests.load(region_id).await {
-            Ok(Some(manifest)) if manifest.holds_edit(edit) => return Ok(()),
-            Ok(_) => break,
+            Ok(Some(manifest)) => return Some(manifest.holds_edit(edit)),
+            Ok(None) => return Some(false),
             Err(_) => continue,
         }
     }
-    Err(FlushError::Manifest { region_id, source })
+    None
 }
 
 /// File ids combine the epoch and the memtable id: unique per region
@@ -216,6 +317,7 @@ async fn write_sst(
     env: &FlushEnv,
     snapshot: &FlushSnapshot,
     memtable: &Memtable,
+    progress: &mut Progress,
 ) -> Result<FileMeta, FlushError> {
     let region_id = snapshot.region_id;
     let file_id = file_id_for(snapshot.epoch, memtable.id());
@@ -224,6 +326,7 @@ async fn write_sst(
     let bytes =
         sst::encode_rows(&path, rows).map_err(|source| FlushError::Sst { region_id, source })?;
     let size_bytes = bytes.len() as u64;
+    progress.began_puts.push(path.clone());
     let put = env.ports.objects.put(&path, bytes);
     if env.bugs.has(PlantedBug::FlushedEntryBeforeSstDurable) {
         // The put runs on its own; the edit commits whether it lands or not.

@@ -1,12 +1,14 @@
 //! The job scheduler: flush jobs run as madsim tasks on the engine's node;
 //! sometimes a job is refused (`job_rejection`), starts late (`slow_io`),
-//! or is accepted and then dropped without running (`job_lost`).
+//! is accepted and then dropped without running (`job_lost`), or panics
+//! inside (`job_panic`, through [`panic_point`] in the stores it calls).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use flush_core::ids::RegionId;
 use flush_core::ports::{Job, JobRejected, JobScheduler};
 
 use super::World;
@@ -77,5 +79,16 @@ impl Future for TaggedJob {
         let poll = self.job.as_mut().poll(cx);
         self.world.with(|state| state.current_job = previous);
         poll
+    }
+}
+
+/// Where a flush job may panic (`job_panic`): called by the stores on a
+/// flush's path. The panic unwinds with `resume_unwind`, which skips the
+/// panic hook: an injected panic is expected and prints nothing. The core
+/// must catch it inside the job; one that escapes fails the run.
+pub fn panic_point(world: &World, region_id: RegionId, what: &str) {
+    if world.inject(FaultClass::JobPanic, Some(region_id), what) {
+        world.trace("jobs", format!("{region_id}: flush job panics {what}"));
+        std::panic::resume_unwind(Box::new(format!("injected: panic {what}")));
     }
 }

@@ -33,6 +33,7 @@ use futures::FutureExt;
 
 use super::crash::CrashWindow;
 use super::fs::SimFs;
+use super::jobs::panic_point;
 use super::wal::SimWal;
 use super::World;
 use crate::plan::FaultClass;
@@ -232,7 +233,13 @@ impl SimManifestStore {
         if flush_edit && self.world.crash_point(CrashWindow::BetweenSstAndCommit) {
             std::future::pending::<()>().await;
         }
+        if flush_edit {
+            panic_point(&self.world, region_id, "before the manifest commit");
+        }
         let after = self.commit(region_id, &change)?;
+        if flush_edit {
+            panic_point(&self.world, region_id, "after the manifest saved the edit");
+        }
         if self.world.crash_point(CrashWindow::AfterCommit) {
             std::future::pending::<()>().await;
         }

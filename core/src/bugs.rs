@@ -60,6 +60,9 @@ planted_bugs! {
     NoGuardOnLostJob = "no-guard-on-lost-job": "a flush job the scheduler accepted and then dropped reports nothing, so its region stays flushing and its waiters wait forever",
     PanicSkipsReadBack = "panic-skips-read-back": "a flush job that panicked inside its manifest commit takes the commit as not saved without reading the manifest back, and deletes SSTs the manifest may list",
     KeepFilesOfFailedFlush = "keep-files-of-failed-flush": "a flush that fails or is refused leaves the SSTs it wrote in the object store, orphans no manifest lists, until some later open happens to purge them",
+    VersionForgetsFlushedFiles = "version-forgets-flushed-files": "applying a committed flush frees its memtables and advances the marks but never adds its SSTs to the region's in-memory file list: reads miss the rows until the region reopens",
+    EngineFlushWaitsForFull = "engine-flush-waits-for-full": "the engine-wide flush rule fires only once the whole buffer is full, so a worker keeps mutable memory over the flush threshold while nothing flushes",
+    WriteIgnoresLeaderState = "write-ignores-leader-state": "a write does not check that its region is writable, so a downgraded (read-only) region keeps acknowledging writes",
 }
 
 impl fmt::Display for PlantedBug {

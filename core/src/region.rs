@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::buffer::WriteBufferManager;
-use crate::bugs::Bugs;
+use crate::bugs::{Bugs, PlantedBug};
 use crate::ids::{FileId, MemtableId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, RegionEdit, RegionManifest};
 use crate::memtable::{AllocTracker, Memtable, Row, WalEntry};
@@ -122,8 +122,10 @@ impl RegionVersion {
     /// Applies a committed flush: adds its files, drops the memtables it
     /// wrote, advances the marks (never backwards).
     pub fn apply_edit(&mut self, edit: &RegionEdit, flushed: &[MemtableId]) {
-        for file in &edit.files_to_add {
-            self.files.insert(file.file_id, file.clone());
+        if !self.bugs.has(PlantedBug::VersionForgetsFlushedFiles) {
+            for file in &edit.files_to_add {
+                self.files.insert(file.file_id, file.clone());
+            }
         }
         self.immutables.retain(|m| !flushed.contains(&m.id()));
         self.flushed_entry_id = self.flushed_entry_id.max(edit.flushed_entry_id);

@@ -15,7 +15,8 @@ use bytes::Bytes;
 use flush_core::buffer::WriteBufferManager;
 use flush_core::error::ErrorKind;
 use flush_core::flush::FlushStatusView;
-use flush_core::ids::{sst_path, RegionId};
+use flush_core::ids::{sst_path, FileId, RegionId};
+use flush_core::manifest::LeaderState;
 use flush_core::memtable::Row;
 use flush_core::request::Output;
 use flush_core::worker::WorkerView;
@@ -38,6 +39,9 @@ pub const MONOTONIC_FLUSH_MARKS: &str = "monotonic_flush_marks";
 pub const LIVENESS: &str = "liveness";
 pub const RECOVERY: &str = "recovery";
 pub const NO_ORPHAN_SSTS: &str = "no_orphan_ssts";
+pub const IDLE_MEMORY: &str = "idle_memory";
+pub const VERSION_MATCHES_MANIFEST: &str = "version_matches_manifest";
+pub const WRITABILITY: &str = "writability";
 pub const FAULT_COVERAGE: &str = "fault_coverage";
 /// Not a DESIGN check: a panic anywhere in the run.
 pub const NO_PANIC: &str = "no_panic";
@@ -54,6 +58,9 @@ pub const RUN_CHECKS: &[&str] = &[
     LIVENESS,
     RECOVERY,
     NO_ORPHAN_SSTS,
+    IDLE_MEMORY,
+    VERSION_MATCHES_MANIFEST,
+    WRITABILITY,
 ];
 
 /// Problems listed in full in one message.
@@ -130,6 +137,10 @@ pub struct BufferReading {
     pub accounting_violations: u64,
     pub flushes_running: usize,
     pub stalled_writes: usize,
+    /// The engine-wide flush rule fires at this reading.
+    pub should_flush_engine: bool,
+    pub mutable_limit_bytes: usize,
+    pub global_size_bytes: usize,
 }
 
 impl BufferReading {
@@ -140,6 +151,9 @@ impl BufferReading {
             accounting_violations: buffer.accounting_violations(),
             flushes_running: buffer.flushes_running(),
             stalled_writes: buffer.stalled_writes(),
+            should_flush_engine: buffer.should_flush_engine(),
+            mutable_limit_bytes: buffer.mutable_limit_bytes(),
+            global_size_bytes: buffer.global_size_bytes(),
         }
     }
 }
@@ -337,6 +351,9 @@ pub fn check_run(observed: &Observations, state: &WorldState) -> (Vec<CheckResul
         liveness(observed, violations),
         recovery(state, violations),
         no_orphan_ssts(observed, violations),
+        idle_memory(observed, violations),
+        version_matches_manifest(observed, violations),
+        writability(&ledger_entries, &observed.manifest_history, violations),
     ];
     (checks, stats)
 }
@@ -492,7 +509,7 @@ fn reply_kind(
             ));
         }
     }
-    let flushes = flush_promises(&by_region, history, &mut problems);
+    let flushes = covering_promises(&by_region, history, "flush", &mut problems);
     CheckResult::from_problems(
         REPLY_KIND,
         format!("{errors} error replies, each with a cause; {flushes} flushes kept their promise"),
@@ -501,11 +518,13 @@ fn reply_kind(
     )
 }
 
-/// Checks every Ok manual flush against the manifest history; returns how
-/// many were checked.
-fn flush_promises(
+/// Checks every Ok request of `kind` (a manual flush, a downgrade) against
+/// the manifest history: the manifest covers every write acknowledged
+/// before it was sent. Returns how many were checked.
+fn covering_promises(
     by_region: &BTreeMap<RegionId, Vec<&LedgerEntry>>,
     history: &[ManifestRecord],
+    kind: &str,
     problems: &mut Vec<String>,
 ) -> usize {
     let mut checked = 0;
@@ -516,7 +535,7 @@ fn flush_promises(
             .collect();
         for flush in region
             .iter()
-            .filter(|e| e.kind == "flush" && e.outcome.is_ok())
+            .filter(|e| e.kind == kind && e.outcome.is_ok())
         {
             let Some(replied) = flush.replied_step else {
                 continue;
@@ -800,6 +819,166 @@ fn no_orphan_ssts(observed: &Observations, violations: &Violations) -> CheckResu
         NO_ORPHAN_SSTS,
         format!("{judged} SSTs of open or dropped regions, all listed"),
         violations.of(NO_ORPHAN_SSTS),
+        problems,
+    )
+}
+
+/// At quiescence, no worker sits on memory the engine needs: mutable
+/// memory over the flush threshold means a flush runs or is pending
+/// somewhere. (Memory no open region holds is `buffer_accounting`'s.)
+fn idle_memory(observed: &Observations, violations: &Violations) -> CheckResult {
+    let reading = &observed.buffer_at_views;
+    let Some(views) = observed.views.as_ref().filter(|_| observed.quiescent) else {
+        return CheckResult::pass(
+            IDLE_MEMORY,
+            "not judged: the engine was not quiescent at the end",
+        );
+    };
+    let flushing = reading.flushes_running > 0
+        || views.iter().any(|view| {
+            !view.orphan_statuses.is_empty() || view.regions.values().any(|r| r.flush.is_some())
+        });
+    let holders: Vec<String> = views
+        .iter()
+        .flat_map(|view| {
+            view.regions
+                .iter()
+                .filter(|(_, region)| region.mutable_bytes > 0)
+                .map(move |(id, region)| {
+                    format!(
+                        "{id} in worker {} ({} bytes)",
+                        view.worker_id, region.mutable_bytes
+                    )
+                })
+        })
+        .collect();
+    let mut problems = Vec::new();
+    if reading.should_flush_engine && !flushing && !holders.is_empty() {
+        problems.push(format!(
+            "expected a flush running or pending while mutable memory {} is over the flush \
+             threshold {} (used {} of {}), saw none; mutable memory held by {}",
+            reading.active_bytes,
+            reading.mutable_limit_bytes,
+            reading.used_bytes,
+            reading.global_size_bytes,
+            holders.join(", ")
+        ));
+    }
+    CheckResult::from_problems(
+        IDLE_MEMORY,
+        format!(
+            "mutable memory {} against a flush threshold of {} at quiescence",
+            reading.active_bytes, reading.mutable_limit_bytes
+        ),
+        violations.of(IDLE_MEMORY),
+        problems,
+    )
+}
+
+/// At quiescence each open region's in-memory version agrees with its
+/// manifest: the same SSTs, the same flushed marks and epoch, writable in
+/// memory exactly when the manifest says so. What reads serve is the
+/// version; what a restart serves is the manifest.
+fn version_matches_manifest(observed: &Observations, violations: &Violations) -> CheckResult {
+    let Some(views) = observed.views.as_ref().filter(|_| observed.quiescent) else {
+        return CheckResult::pass(
+            VERSION_MATCHES_MANIFEST,
+            "not judged: the engine was not quiescent at the end",
+        );
+    };
+    let mut problems = Vec::new();
+    let mut judged = 0;
+    for (region_id, region) in views.iter().flat_map(|view| &view.regions) {
+        judged += 1;
+        let Some(slot) = observed.manifests.get(region_id) else {
+            problems.push(format!(
+                "{region_id} is open: expected a manifest for it, saw none"
+            ));
+            continue;
+        };
+        let manifest = &slot.manifest;
+        let listed: Vec<FileId> = manifest.files.keys().copied().collect();
+        let mut differ = |what: &str, memory: String, stored: String| {
+            if memory != stored {
+                problems.push(format!(
+                    "{region_id}: expected its version's {what} to equal the manifest's {stored}, \
+                     saw {memory}"
+                ));
+            }
+        };
+        differ(
+            "SSTs",
+            format!("{:?}", region.file_ids),
+            format!("{listed:?}"),
+        );
+        differ(
+            "flushed entry/sequence",
+            format!("{}/{}", region.flushed_entry_id, region.flushed_sequence),
+            format!(
+                "{}/{}",
+                manifest.flushed_entry_id, manifest.flushed_sequence
+            ),
+        );
+        differ(
+            "epoch",
+            region.epoch.to_string(),
+            manifest.epoch.to_string(),
+        );
+        differ(
+            "writability",
+            (region.leader_state == LeaderState::Writable).to_string(),
+            (manifest.leader_state == LeaderState::Writable).to_string(),
+        );
+    }
+    CheckResult::from_problems(
+        VERSION_MATCHES_MANIFEST,
+        format!("{judged} open regions agree with their manifests"),
+        violations.of(VERSION_MATCHES_MANIFEST),
+        problems,
+    )
+}
+
+/// No write is acknowledged on a region the manifest held read-only for
+/// its whole time in flight (from before it was sent until its reply, no
+/// reopen in between), and a successful downgrade covers every write
+/// acknowledged before it was sent.
+fn writability(
+    entries: &[&LedgerEntry],
+    history: &[ManifestRecord],
+    violations: &Violations,
+) -> CheckResult {
+    let mut problems = Vec::new();
+    let mut by_region: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
+    for entry in entries {
+        by_region.entry(entry.region_id).or_default().push(entry);
+    }
+    let mut writes = 0;
+    for write in entries
+        .iter()
+        .filter(|e| e.kind == "write" && e.outcome.is_ok())
+    {
+        let Some(replied) = write.replied_step else {
+            continue;
+        };
+        writes += 1;
+        let mut records = history.iter().filter(|r| r.region_id == write.region_id);
+        let before = records.clone().rev().find(|r| r.step < write.issued_step);
+        let read_only_throughout = before.is_some_and(|r| !r.writable && !r.dropped)
+            && !records.any(|r| r.step >= write.issued_step && r.step <= replied && r.writable);
+        if read_only_throughout {
+            problems.push(format!(
+                "{} answered ok: expected writes to a read-only region refused, saw the manifest \
+                 hold {} read-only from before it was sent until its reply",
+                write.describe(),
+                write.region_id
+            ));
+        }
+    }
+    let downgrades = covering_promises(&by_region, history, "downgrade", &mut problems);
+    CheckResult::from_problems(
+        WRITABILITY,
+        format!("{writes} acknowledged writes on writable regions; {downgrades} downgrades kept their promise"),
+        violations.of(WRITABILITY),
         problems,
     )
 }

@@ -68,6 +68,11 @@ pub const STREAM_WORLD: u64 = 2;
 pub const STREAM_CRASH: u64 = 3;
 /// Client `i` uses stream `STREAM_CLIENT_BASE + i`.
 pub const STREAM_CLIENT_BASE: u64 = 100;
+/// Fault class `c` decides its injections on stream
+/// `STREAM_FAULT_BASE + c.index()`: switching one class off, or changing
+/// its probability, leaves every other class's decisions where they were
+/// (what the shrinker relies on when it turns classes off).
+pub const STREAM_FAULT_BASE: u64 = 1_000;
 
 /// A ChaCha8 generator for `stream` of `seed`.
 pub fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -275,6 +280,14 @@ pub enum FaultClass {
 }
 
 impl FaultClass {
+    /// The class's place in [`FaultClass::ALL`].
+    pub fn index(self) -> usize {
+        FaultClass::ALL
+            .iter()
+            .position(|class| *class == self)
+            .unwrap_or(0)
+    }
+
     /// Every class, in report order.
     pub const ALL: &'static [FaultClass] = &[
         FaultClass::RegionDrop,

@@ -16,12 +16,18 @@
 //!   `panic-skips-read-back`: only a panic leaves the job without the
 //!   store's answer; every error the store gives is read back as before.
 //!
-//! And a check with the bug only it sees: `no_orphan_ssts` is the one
-//! check a failed flush that keeps its files fails (the rows and the
-//! manifest are right, the object store holds garbage).
+//! And each end-state check with a bug only it sees (some seed fails that
+//! check alone): `no_orphan_ssts` with `keep-files-of-failed-flush` (rows
+//! and manifest are right, the object store holds garbage), `idle_memory`
+//! with `engine-flush-waits-for-full` (nothing is lost or stuck, memory
+//! just sits), `version_matches_manifest` with
+//! `version-forgets-flushed-files` (the manifest and the rows are right,
+//! the in-memory version is not), `writability` with
+//! `write-ignores-leader-state` (the rows are all kept, on a region that
+//! should have refused them).
 
 use flush_core::bugs::{Bugs, PlantedBug};
-use flush_sim::oracle::NO_ORPHAN_SSTS;
+use flush_sim::oracle::{IDLE_MEMORY, NO_ORPHAN_SSTS, VERSION_MATCHES_MANIFEST, WRITABILITY};
 use flush_sim::plan::FaultClass;
 use flush_sim::{run, Plan};
 
@@ -81,30 +87,44 @@ fn only_a_job_panic_exposes_a_panic_taken_as_not_saved() {
     assert_only(FaultClass::JobPanic, PlantedBug::PanicSkipsReadBack);
 }
 
-#[test]
-fn only_the_orphan_check_sees_a_failed_flush_keeping_its_files() {
-    let bug = PlantedBug::KeepFilesOfFailedFlush;
-    let mut caught = 0;
-    for seed in 0..SEEDS {
-        let report = run(&Plan::from_seed(seed), Bugs::only(bug));
+/// Some seed of the first hundred fails `check` and nothing else with
+/// `bug` planted: the check sees what no other check does.
+fn assert_check_alone_sees(check: &str, bug: PlantedBug) {
+    let alone = (0..SEEDS).find(|seed| {
+        let report = run(&Plan::from_seed(*seed), Bugs::only(bug));
         let failed: Vec<&str> = report
             .checks
             .iter()
-            .filter(|check| !check.passed)
-            .map(|check| check.name.as_str())
+            .filter(|result| !result.passed)
+            .map(|result| result.name.as_str())
             .collect();
-        if failed.is_empty() {
-            continue;
-        }
-        assert_eq!(
-            failed,
-            [NO_ORPHAN_SSTS],
-            "expected seed {seed} with {bug} to fail {NO_ORPHAN_SSTS} alone"
-        );
-        caught += 1;
-    }
+        failed == [check]
+    });
     assert!(
-        caught > 0,
-        "expected {bug} caught within {SEEDS} seeds, saw none"
+        alone.is_some(),
+        "expected a seed of {SEEDS} to fail {check} alone with {bug} planted, saw none"
     );
+}
+
+#[test]
+fn only_the_orphan_check_sees_a_failed_flush_keeping_its_files() {
+    assert_check_alone_sees(NO_ORPHAN_SSTS, PlantedBug::KeepFilesOfFailedFlush);
+}
+
+#[test]
+fn only_the_idle_memory_check_sees_an_engine_flush_that_waits_for_a_full_buffer() {
+    assert_check_alone_sees(IDLE_MEMORY, PlantedBug::EngineFlushWaitsForFull);
+}
+
+#[test]
+fn only_the_version_check_sees_a_version_that_forgets_flushed_files() {
+    assert_check_alone_sees(
+        VERSION_MATCHES_MANIFEST,
+        PlantedBug::VersionForgetsFlushedFiles,
+    );
+}
+
+#[test]
+fn only_the_writability_check_sees_writes_taken_by_a_read_only_region() {
+    assert_check_alone_sees(WRITABILITY, PlantedBug::WriteIgnoresLeaderState);
 }

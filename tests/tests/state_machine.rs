@@ -305,6 +305,10 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         "the op-level checks judge rows and replies, not the object store's leftovers; the simulator's no_orphan_ssts finds it",
     ),
     (
+        PlantedBug::VersionForgetsFlushedFiles,
+        "the op-level checks read rows from the manifest's SSTs, not the version's file list; the simulator's version_matches_manifest finds it",
+    ),
+    (
         PlantedBug::ManifestSkipDirSync,
         "the op level keeps manifests in memory; the simulator's crashes over its file system find it",
     ),

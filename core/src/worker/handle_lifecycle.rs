@@ -74,7 +74,11 @@ impl RegionWorker {
             .map_err(manifest_error)?
         {
             Some(manifest) if !manifest.dropped => {}
-            _ => return Err(RequestError::RegionNotFound { region_id }),
+            Some(_) => {
+                self.finish_drop(region_id).await;
+                return Err(RequestError::RegionNotFound { region_id });
+            }
+            None => return Err(RequestError::RegionNotFound { region_id }),
         }
         let manifest = ports
             .manifests
@@ -135,6 +139,17 @@ impl RegionWorker {
         }
     }
 
+    /// What a drop does after its manifest commit, again: a crash between
+    /// the commit and the end of the drop leaves the WAL and the SSTs of a
+    /// region no one opens, so opening a dropped region finishes its drop.
+    /// Best effort, like the drop itself.
+    async fn finish_drop(&self, region_id: RegionId) {
+        if let Err(error) = self.env.ports.wal.purge(region_id).await {
+            tracing::warn!(%region_id, %error, "wal purge of a dropped region failed");
+        }
+        self.delete_region_files(region_id).await;
+    }
+
     /// Deletes every SST of the region. Best effort: what is left is an
     /// orphan for the next open to purge.
     async fn delete_region_files(&self, region_id: RegionId) {
@@ -175,10 +190,7 @@ impl RegionWorker {
         let error = RequestError::RegionDropped { region_id };
         self.scheduler.on_region_dropped(region_id);
         self.fail_stalled_of(region_id, &error);
-        if let Err(error) = self.env.ports.wal.purge(region_id).await {
-            tracing::warn!(%region_id, %error, "wal purge after drop failed");
-        }
-        self.delete_region_files(region_id).await;
+        self.finish_drop(region_id).await;
         request.responder.send(Ok(Output::Done));
     }
 

@@ -17,7 +17,7 @@ impl RegionWorker {
         let Some(region) = self.regions.get(&region_id) else {
             return Self::reply_err(request, RequestError::RegionNotFound { region_id });
         };
-        if !region.is_writable() {
+        if !region.is_writable() && !self.config.bugs.has(PlantedBug::WriteIgnoresLeaderState) {
             let state = region.leader_state;
             return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
         }
@@ -136,6 +136,11 @@ impl RegionWorker {
     /// mutable memtable that is not already flushing.
     pub(super) fn maybe_flush_engine(&mut self) {
         if !self.env.buffer.should_flush_engine() {
+            return;
+        }
+        if self.config.bugs.has(PlantedBug::EngineFlushWaitsForFull)
+            && !self.env.buffer.should_stall()
+        {
             return;
         }
         let smallest = self.config.bugs.has(PlantedBug::EngineFullPicksSmallest);

@@ -20,7 +20,7 @@ use crate::buffer::WriteBufferManager;
 use crate::bugs::{Bugs, PlantedBug};
 use crate::error::RequestError;
 use crate::flush::{FlushEnv, FlushScheduler, FlushStatusView};
-use crate::ids::RegionId;
+use crate::ids::{FileId, RegionId};
 use crate::manifest::LeaderState;
 use crate::memtable::Row;
 use crate::ports::{Ports, WorkerNotifier};
@@ -64,6 +64,8 @@ pub struct RegionView {
     pub immutable_bytes: usize,
     pub memtable_rows: usize,
     pub files: usize,
+    /// The SSTs the region's version lists: its manifest must list the same.
+    pub file_ids: Vec<FileId>,
     pub last_entry_id: u64,
     pub committed_sequence: u64,
     pub flushed_entry_id: u64,
@@ -226,6 +228,7 @@ impl RegionWorker {
             immutable_bytes: version.immutable_bytes(),
             memtable_rows: version.memtable_rows().count(),
             files: version.files().len(),
+            file_ids: version.files().keys().copied().collect(),
             last_entry_id: version.last_entry_id,
             committed_sequence: version.committed_sequence,
             flushed_entry_id: version.flushed_entry_id,

@@ -86,9 +86,14 @@ impl Future for TaggedJob {
 /// flush's path. The panic unwinds with `resume_unwind`, which skips the
 /// panic hook: an injected panic is expected and prints nothing. The core
 /// must catch it inside the job; one that escapes fails the run.
-pub fn panic_point(world: &World, region_id: RegionId, what: &str) {
+/// `saved` says the region's flush edit is already in the manifest: until
+/// the job reads it back, the commit is in doubt.
+pub fn panic_point(world: &World, region_id: RegionId, what: &str, saved: bool) {
     if world.inject(FaultClass::JobPanic, Some(region_id), what) {
         world.trace("jobs", format!("{region_id}: flush job panics {what}"));
+        if saved {
+            world.with(|state| state.commits_in_doubt.insert(region_id));
+        }
         std::panic::resume_unwind(Box::new(format!("injected: panic {what}")));
     }
 }

@@ -26,7 +26,7 @@ use flush_core::durable::manifest::{FileManifestStore, MANIFEST_DIR};
 use flush_core::error::ManifestError;
 use flush_core::fs::{join, FsOp};
 use flush_core::ids::RegionId;
-use flush_core::manifest::{ManifestChange, RegionManifest};
+use flush_core::manifest::{LeaderState, ManifestChange, RegionManifest};
 use flush_core::ports::ManifestStore;
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -52,6 +52,8 @@ pub struct ManifestRecord {
     pub region_id: RegionId,
     pub incarnation: u64,
     pub flushed_sequence: u64,
+    /// The manifest's leader state is `Writable`: writes may be taken.
+    pub writable: bool,
     pub dropped: bool,
 }
 
@@ -98,6 +100,7 @@ impl SimManifestStore {
                 region_id: manifest.region_id,
                 incarnation,
                 flushed_sequence: manifest.flushed_sequence,
+                writable: manifest.leader_state == LeaderState::Writable,
                 dropped: manifest.dropped,
             });
     }
@@ -234,11 +237,16 @@ impl SimManifestStore {
             std::future::pending::<()>().await;
         }
         if flush_edit {
-            panic_point(&self.world, region_id, "before the manifest commit");
+            panic_point(&self.world, region_id, "before the manifest commit", false);
         }
         let after = self.commit(region_id, &change)?;
         if flush_edit {
-            panic_point(&self.world, region_id, "after the manifest saved the edit");
+            panic_point(
+                &self.world,
+                region_id,
+                "after the manifest saved the edit",
+                true,
+            );
         }
         if self.world.crash_point(CrashWindow::AfterCommit) {
             std::future::pending::<()>().await;

@@ -31,7 +31,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::ledger::Ledger;
-use crate::plan::{stream_rng, FaultClass, FaultMix, Plan, Workload, STREAM_WORLD};
+use crate::plan::{
+    stream_rng, FaultClass, FaultMix, Plan, Workload, STREAM_FAULT_BASE, STREAM_WORLD,
+};
 use crash::CrashState;
 use trace::Trace;
 
@@ -99,6 +101,8 @@ pub struct DuringFlush {
 
 pub struct WorldState {
     rng: ChaCha8Rng,
+    /// One stream per fault class, in [`FaultClass::ALL`] order.
+    fault_rngs: Vec<ChaCha8Rng>,
     pub trace: Trace,
     pub ledger: Ledger,
     pub faults: FaultLog,
@@ -196,6 +200,10 @@ impl World {
             start: Instant::now(),
             state: Mutex::new(WorldState {
                 rng: stream_rng(plan.seed, STREAM_WORLD),
+                fault_rngs: FaultClass::ALL
+                    .iter()
+                    .map(|class| stream_rng(plan.seed, STREAM_FAULT_BASE + class.index() as u64))
+                    .collect(),
                 trace: Trace::new(keep_trace),
                 ledger: Ledger::default(),
                 faults: FaultLog::default(),
@@ -297,7 +305,11 @@ impl World {
         let Some(probability) = self.mix.probability(class) else {
             return false;
         };
-        if !self.with(|state| state.rng.gen_bool(probability)) {
+        let fired = self.with(|state| {
+            let index = class.index();
+            state.fault_rngs[index].gen_bool(probability)
+        });
+        if !fired {
             return false;
         }
         self.record_fault(class, region_id, detail);

@@ -111,7 +111,7 @@ impl SimObjectStore {
             .trace("objects", format!("put {path} {} bytes", bytes.len()));
         self.store(&path, bytes);
         if let Some(region_id) = region_id {
-            super::jobs::panic_point(&self.world, region_id, "after an SST put");
+            super::jobs::panic_point(&self.world, region_id, "after an SST put", false);
         }
         Ok(())
     }

@@ -430,13 +430,13 @@ impl Injector {
         while !self.stop.load(Ordering::Relaxed) {
             sleep(Duration::from_millis(self.tick_ms.max(1))).await;
             for class in CLASSES {
-                if !self.world.class_active(class) {
+                // The region is drawn only once the fault fires: a class
+                // that stays silent draws nothing from the world's stream.
+                if !self.world.decide(class) {
                     continue;
                 }
                 let region_id = self.pick_region();
-                if !self.world.inject(class, Some(region_id), "injector") {
-                    continue;
-                }
+                self.world.record_fault(class, Some(region_id), "injector");
                 let request = match class {
                     FaultClass::RegionDrop => Request::Drop { region_id },
                     FaultClass::RegionClose => Request::Close { region_id },

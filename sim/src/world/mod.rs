@@ -299,21 +299,24 @@ impl World {
 
     /// Decides whether `class` fires now; if so counts it and traces it.
     pub fn inject(&self, class: FaultClass, region_id: Option<RegionId>, detail: &str) -> bool {
+        if !self.decide(class) {
+            return false;
+        }
+        self.record_fault(class, region_id, detail);
+        true
+    }
+
+    /// Draws whether `class` fires now, on the class's own stream, without
+    /// recording it: for a caller that draws its target (from another
+    /// stream) only once the fault fires, then calls [`World::record_fault`].
+    pub fn decide(&self, class: FaultClass) -> bool {
         if !self.faults_on() {
             return false;
         }
         let Some(probability) = self.mix.probability(class) else {
             return false;
         };
-        let fired = self.with(|state| {
-            let index = class.index();
-            state.fault_rngs[index].gen_bool(probability)
-        });
-        if !fired {
-            return false;
-        }
-        self.record_fault(class, region_id, detail);
-        true
+        self.with(|state| state.fault_rngs[class.index()].gen_bool(probability))
     }
 
     /// Counts and traces a fault of `class` decided elsewhere; returns its
@@ -337,11 +340,6 @@ impl World {
             region_id,
         });
         step
-    }
-
-    /// Whether `class` is switched on for this run (and faults are on).
-    pub fn class_active(&self, class: FaultClass) -> bool {
-        self.faults_on() && self.mix.probability(class).is_some()
     }
 
     /// Latency of one I/O: a normal draw, plus a slow-I/O fault sometimes.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::error::BufferError;
 use crate::ports::MemoryNotifier;
+use crate::telemetry;
 
 pub struct WriteBufferManager {
     global_size_bytes: usize,
@@ -154,12 +155,14 @@ impl WriteBufferManager {
 
     pub fn writes_stalled(&self, count: usize) {
         self.stalled_writes.fetch_add(count, Ordering::Relaxed);
+        telemetry::writes_stalled(count);
     }
 
     pub fn writes_released(&self, count: usize) {
         if checked_sub(&self.stalled_writes, count).is_err() {
             self.accounting_violations.fetch_add(1, Ordering::Relaxed);
         }
+        telemetry::writes_released(count);
     }
 
     /// Writes stalled in every worker of the engine.

@@ -63,6 +63,7 @@ planted_bugs! {
     VersionForgetsFlushedFiles = "version-forgets-flushed-files": "applying a committed flush frees its memtables and advances the marks but never adds its SSTs to the region's in-memory file list: reads miss the rows until the region reopens",
     EngineFlushWaitsForFull = "engine-flush-waits-for-full": "the engine-wide flush rule fires only once the whole buffer is full, so a worker keeps mutable memory over the flush threshold while nothing flushes",
     WriteIgnoresLeaderState = "write-ignores-leader-state": "a write does not check that its region is writable, so a downgraded (read-only) region keeps acknowledging writes",
+    InflightGaugeKeptOnFailure = "inflight-gauge-kept-on-failure": "a failed flush ends in the buffer but not in the exported in-flight gauge, so dashboards show flushes running when none does",
 }
 
 impl fmt::Display for PlantedBug {

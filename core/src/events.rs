@@ -33,6 +33,8 @@ pub enum CoreEvent {
         epoch: u64,
         flushed_entry_id: u64,
         files: usize,
+        /// Bytes of the SSTs the edit adds.
+        bytes: u64,
     },
     FlushFailed {
         region_id: RegionId,

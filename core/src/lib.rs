@@ -51,6 +51,7 @@ pub mod ports;
 pub mod region;
 pub mod request;
 pub mod sst;
+pub mod telemetry;
 #[cfg(feature = "tokio")]
 pub mod tokio_engine;
 pub mod worker;

@@ -180,6 +180,18 @@ impl Engines {
             .push(previous);
     }
 
+    /// Every engine generation whose workers are still alive: the running
+    /// one and the crashed ones not yet buried.
+    pub fn alive(&self) -> Vec<Arc<EngineGeneration>> {
+        let mut alive = self
+            .crashed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        alive.push(self.current());
+        alive
+    }
+
     /// Drops the crashed engines. Their workers then answer what they still
     /// hold, but every request of theirs was recorded as interrupted at the
     /// crash and nobody listens any more.

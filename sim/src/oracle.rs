@@ -19,12 +19,14 @@ use flush_core::ids::{sst_path, FileId, RegionId};
 use flush_core::manifest::LeaderState;
 use flush_core::memtable::Row;
 use flush_core::request::Output;
+use flush_core::telemetry;
 use flush_core::worker::WorkerView;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{LedgerEntry, Origin, Outcome};
 use crate::plan::FaultClass;
 use crate::world::manifests::{ManifestRecord, ManifestSlot};
+use crate::world::metrics::MetricsReading;
 use crate::world::objects::region_of_path;
 use crate::world::wal::DurableLogs;
 use crate::world::{FaultLog, Violations, World, WorldState};
@@ -42,6 +44,7 @@ pub const NO_ORPHAN_SSTS: &str = "no_orphan_ssts";
 pub const IDLE_MEMORY: &str = "idle_memory";
 pub const VERSION_MATCHES_MANIFEST: &str = "version_matches_manifest";
 pub const WRITABILITY: &str = "writability";
+pub const METRICS_AGREE: &str = "metrics_agree";
 pub const FAULT_COVERAGE: &str = "fault_coverage";
 /// Not a DESIGN check: a panic anywhere in the run.
 pub const NO_PANIC: &str = "no_panic";
@@ -61,6 +64,7 @@ pub const RUN_CHECKS: &[&str] = &[
     IDLE_MEMORY,
     VERSION_MATCHES_MANIFEST,
     WRITABILITY,
+    METRICS_AGREE,
 ];
 
 /// Problems listed in full in one message.
@@ -185,6 +189,12 @@ pub struct Observations {
     /// No flush job ran and no request was pending when `views` were taken.
     pub quiescent: bool,
     pub buffer_at_views: BufferReading,
+    /// The core's metrics and the events' tally when `views` were taken.
+    pub metrics_at_views: MetricsReading,
+    /// The buffers of every engine generation still alive at that moment
+    /// (crashed ones are buried only at the end): a process-wide gauge
+    /// counts them all.
+    pub alive_buffers: Vec<BufferReading>,
     /// After the workers stopped and dropped their regions.
     pub buffer_after_teardown: Option<BufferReading>,
     /// Trace step at which the engine began to shut down.
@@ -354,6 +364,7 @@ pub fn check_run(observed: &Observations, state: &WorldState) -> (Vec<CheckResul
         idle_memory(observed, violations),
         version_matches_manifest(observed, violations),
         writability(&ledger_entries, &observed.manifest_history, violations),
+        metrics_agree(observed, violations),
     ];
     (checks, stats)
 }
@@ -979,6 +990,80 @@ fn writability(
         WRITABILITY,
         format!("{writes} acknowledged writes on writable regions; {downgrades} downgrades kept their promise"),
         violations.of(WRITABILITY),
+        problems,
+    )
+}
+
+/// At quiescence the core's exported metrics tell the truth: no flush in
+/// flight and no write stalled unless the engine says so, and every
+/// counter equal to what the core's events (from every engine generation)
+/// saw happen.
+fn metrics_agree(observed: &Observations, violations: &Violations) -> CheckResult {
+    if !observed.quiescent {
+        return CheckResult::pass(
+            METRICS_AGREE,
+            "not judged: the engine was not quiescent at the end",
+        );
+    }
+    let metrics = &observed.metrics_at_views;
+    let alive = &observed.alive_buffers;
+    let flushes_running: usize = alive.iter().map(|b| b.flushes_running).sum();
+    let stalled_writes: usize = alive.iter().map(|b| b.stalled_writes).sum();
+    let events = &metrics.events;
+    let mut problems = Vec::new();
+    let mut expect = |what: &str, expected: f64, seen: f64| {
+        if expected != seen {
+            problems.push(format!("{what}: expected {expected}, saw {seen}"));
+        }
+    };
+    expect(
+        telemetry::INFLIGHT_FLUSHES,
+        flushes_running as f64,
+        metrics.gauge(telemetry::INFLIGHT_FLUSHES),
+    );
+    expect(
+        telemetry::WRITE_STALLED,
+        stalled_writes as f64,
+        metrics.gauge(telemetry::WRITE_STALLED),
+    );
+    expect(
+        telemetry::FLUSH_REQUESTS_TOTAL,
+        (events.flushes_scheduled + events.flushes_merged) as f64,
+        metrics.counter_total(telemetry::FLUSH_REQUESTS_TOTAL) as f64,
+    );
+    expect(
+        telemetry::FLUSH_ERRORS_TOTAL,
+        events.flushes_failed as f64,
+        metrics.counter_total(telemetry::FLUSH_ERRORS_TOTAL) as f64,
+    );
+    expect(
+        telemetry::FLUSH_BYTES_TOTAL,
+        events.bytes_committed as f64,
+        metrics.counter_total(telemetry::FLUSH_BYTES_TOTAL) as f64,
+    );
+    let total = format!("{}{{stage=total}}", telemetry::FLUSH_ELAPSED);
+    expect(
+        &total,
+        events.flushes_committed as f64,
+        metrics.histogram_count(&total) as f64,
+    );
+    let encode = format!("{}{{stage=encode}}", telemetry::FLUSH_ELAPSED);
+    let encoded = metrics.histogram_count(&encode);
+    if encoded < events.ssts_written {
+        problems.push(format!(
+            "{encode}: expected at least one encoding per SST written ({}), saw {encoded}",
+            events.ssts_written
+        ));
+    }
+    CheckResult::from_problems(
+        METRICS_AGREE,
+        format!(
+            "{} flush requests, {} failures, {} bytes flushed: every metric agrees",
+            events.flushes_scheduled + events.flushes_merged,
+            events.flushes_failed,
+            events.bytes_committed
+        ),
+        violations.of(METRICS_AGREE),
         problems,
     )
 }

@@ -205,8 +205,13 @@ fn run_on_this_thread(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
     let (during_flush_tx, during_flush_rx) = mpsc::unbounded();
     let world =
         Arc::new(runtime.block_on(async { World::new(plan, options.keep_trace, during_flush_tx) }));
+    // The core's metrics go to this run's recorder: thread-local, so runs
+    // on other threads never mix with it.
+    let recorder = world.metrics.recorder();
     let simulated = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        runtime.block_on(simulate(plan.clone(), bugs, world.clone(), during_flush_rx))
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(simulate(plan.clone(), bugs, world.clone(), during_flush_rx))
+        })
     }));
     let (observed, panic) = match simulated {
         Ok(observed) => (Some(observed), None),
@@ -521,6 +526,13 @@ async fn simulate(
         .inspect_with_rows(Duration::from_millis(INSPECT_PATIENCE_MS))
         .await;
     let buffer_at_views = BufferReading::of(&current.buffer);
+    let metrics_at_views = world.metrics.reading();
+    let alive_buffers = rig
+        .engines
+        .alive()
+        .iter()
+        .map(|generation| BufferReading::of(&generation.buffer))
+        .collect();
     let quiescent = quiescent
         && buffer_at_views.flushes_running == 0
         && world.with(|state| state.ledger.pending_count()) == 0;
@@ -561,6 +573,8 @@ async fn simulate(
         wal,
         quiescent,
         buffer_at_views,
+        metrics_at_views,
+        alive_buffers,
         buffer_after_teardown,
         shutdown_step,
     };

@@ -24,10 +24,14 @@
 //! `version-forgets-flushed-files` (the manifest and the rows are right,
 //! the in-memory version is not), `writability` with
 //! `write-ignores-leader-state` (the rows are all kept, on a region that
-//! should have refused them).
+//! should have refused them), `metrics_agree` with
+//! `inflight-gauge-kept-on-failure` (the engine is right, its exported
+//! gauge is not).
 
 use flush_core::bugs::{Bugs, PlantedBug};
-use flush_sim::oracle::{IDLE_MEMORY, NO_ORPHAN_SSTS, VERSION_MATCHES_MANIFEST, WRITABILITY};
+use flush_sim::oracle::{
+    IDLE_MEMORY, METRICS_AGREE, NO_ORPHAN_SSTS, VERSION_MATCHES_MANIFEST, WRITABILITY,
+};
 use flush_sim::plan::FaultClass;
 use flush_sim::{run, Plan};
 
@@ -127,4 +131,9 @@ fn only_the_version_check_sees_a_version_that_forgets_flushed_files() {
 #[test]
 fn only_the_writability_check_sees_writes_taken_by_a_read_only_region() {
     assert_check_alone_sees(WRITABILITY, PlantedBug::WriteIgnoresLeaderState);
+}
+
+#[test]
+fn only_the_metrics_check_sees_a_gauge_that_keeps_failed_flushes() {
+    assert_check_alone_sees(METRICS_AGREE, PlantedBug::InflightGaugeKeptOnFailure);
 }

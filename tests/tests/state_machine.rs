@@ -309,6 +309,10 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         "the op-level checks read rows from the manifest's SSTs, not the version's file list; the simulator's version_matches_manifest finds it",
     ),
     (
+        PlantedBug::InflightGaugeKeptOnFailure,
+        "the op level installs no metrics recorder; the simulator's metrics_agree finds it",
+    ),
+    (
         PlantedBug::ManifestSkipDirSync,
         "the op level keeps manifests in memory; the simulator's crashes over its file system find it",
     ),

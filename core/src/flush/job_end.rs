@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::task::{failure_report, FlushEnv};
+use super::task::{end_flush, failure_report, FlushEnv};
 use crate::bugs::PlantedBug;
 use crate::error::FlushError;
 use crate::ids::RegionId;
@@ -95,7 +95,7 @@ impl Drop for JobEnd {
         let region_id = self.region_id;
         let error = FlushError::JobLost { region_id };
         let report = failure_report(&self.env, region_id, self.epoch, error);
-        self.env.buffer.flush_ended();
+        end_flush(&self.env);
         match self.env.notifier.notify(report) {
             Ok(()) | Err(NotifyError::Closed(_)) => {}
             Err(NotifyError::Full(report)) => self.env.lost_reports.push(report),

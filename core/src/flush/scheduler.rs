@@ -18,8 +18,9 @@ use crate::ids::RegionId;
 use crate::ports::{EventSink, FaultPoint};
 use crate::region::Region;
 use crate::request::{ClientRequest, FlushReason, Output, Responder};
+use crate::telemetry;
 
-use super::task::{flush_job, FlushEnv, FlushSnapshot};
+use super::task::{end_flush, flush_job, FlushEnv, FlushSnapshot};
 
 /// A request to flush one region, with whoever waits for it.
 #[derive(Debug)]
@@ -190,6 +191,7 @@ impl FlushScheduler {
             return Ok(());
         }
         let reason = task.reason;
+        telemetry::flush_requested(reason);
         let status = self.statuses.entry(region_id).or_default();
         if status.running_epoch.is_some() || status.pending_task.is_some() {
             status.merge_task(task);
@@ -229,9 +231,10 @@ impl FlushScheduler {
         // Counted before submission: an inline job scheduler may run the
         // whole job, and its `flush_ended`, inside `schedule`.
         env.buffer.flush_started();
+        telemetry::flush_started();
         let (job, acceptance) = flush_job(env.clone(), snapshot);
         if let Err(rejected) = env.ports.jobs.schedule(job) {
-            env.buffer.flush_ended();
+            end_flush(env);
             self.events.record(CoreEvent::JobRejected { region_id });
             let error = RequestError::JobRejected {
                 region_id,

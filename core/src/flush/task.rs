@@ -22,6 +22,7 @@ use crate::ports::{Job, NotifyError, Ports, WorkerNotifier};
 use crate::region::Region;
 use crate::request::{BackgroundNotify, FlushFailed, FlushFinished, FlushReason};
 use crate::sst;
+use crate::telemetry;
 
 use super::job_end::{Acceptance, JobEnd, LostReports};
 
@@ -84,15 +85,17 @@ pub fn flush_job(env: FlushEnv, snapshot: FlushSnapshot) -> (Job, Acceptance) {
 async fn run_flush(env: FlushEnv, snapshot: FlushSnapshot) {
     let region_id = snapshot.region_id;
     let epoch = snapshot.epoch;
+    let started_ms = env.ports.clock.now_ms();
     env.ports
         .events
         .record(CoreEvent::FlushJobStarted { region_id, epoch });
     tracing::info!(%region_id, reason = snapshot.reason.as_str(), "flush begins");
     let flushed_memtables: Vec<MemtableId> = snapshot.memtables.iter().map(|m| m.id()).collect();
-    let outcome = guarded_flush(&env, &snapshot).await;
+    let outcome = guarded_flush(&env, &snapshot, started_ms).await;
     // Release our references first: the worker frees the memory when it
     // applies the edit, not when this job happens to end.
     drop(snapshot);
+    let failed = outcome.is_err();
     let notify = match outcome {
         Ok(edit) => {
             tracing::info!(%region_id, files = edit.files_to_add.len(), "flush ends");
@@ -106,7 +109,17 @@ async fn run_flush(env: FlushEnv, snapshot: FlushSnapshot) {
         Err(error) => failure_report(&env, region_id, epoch, error),
     };
     deliver(&env, notify).await;
+    if failed && env.bugs.has(PlantedBug::InflightGaugeKeptOnFailure) {
+        env.buffer.flush_ended();
+    } else {
+        end_flush(&env);
+    }
+}
+
+/// A flush job's end, in the buffer and in the exported gauge.
+pub(super) fn end_flush(env: &FlushEnv) {
     env.buffer.flush_ended();
+    telemetry::flush_ended();
 }
 
 /// A failed flush, logged and recorded, as the report its worker gets: for
@@ -119,6 +132,7 @@ pub(super) fn failure_report(
     error: FlushError,
 ) -> BackgroundNotify {
     tracing::warn!(%region_id, %error, "flush failed");
+    telemetry::flush_failed();
     env.ports.events.record(CoreEvent::FlushFailed {
         region_id,
         epoch,
@@ -147,10 +161,14 @@ struct Progress {
 /// encoder, a store client that panics): the job still ends with a report
 /// that tells the truth. A panic inside the commit leaves the commit's
 /// fate open, so the manifest is read back as for an unsettled error.
-async fn guarded_flush(env: &FlushEnv, snapshot: &FlushSnapshot) -> Result<RegionEdit, FlushError> {
+async fn guarded_flush(
+    env: &FlushEnv,
+    snapshot: &FlushSnapshot,
+    started_ms: u64,
+) -> Result<RegionEdit, FlushError> {
     let region_id = snapshot.region_id;
     let mut progress = Progress::default();
-    let caught = AssertUnwindSafe(write_and_commit(env, snapshot, &mut progress))
+    let caught = AssertUnwindSafe(write_and_commit(env, snapshot, started_ms, &mut progress))
         .catch_unwind()
         .await;
     let (fate, error) = match caught {
@@ -167,7 +185,7 @@ async fn guarded_flush(env: &FlushEnv, snapshot: &FlushSnapshot) -> Result<Regio
                 }
                 Some(edit) => match read_back(env, region_id, &edit).await {
                     Some(true) => {
-                        record_committed(env, snapshot, &edit);
+                        record_committed(env, snapshot, &edit, started_ms);
                         return Ok(edit);
                     }
                     Some(false) => (CommitFate::NotSaved, error),
@@ -221,6 +239,7 @@ type FlushFailure = (CommitFate, FlushError);
 async fn write_and_commit(
     env: &FlushEnv,
     snapshot: &FlushSnapshot,
+    started_ms: u64,
     progress: &mut Progress,
 ) -> Result<RegionEdit, FlushFailure> {
     let region_id = snapshot.region_id;
@@ -249,16 +268,20 @@ async fn write_and_commit(
     progress.committing = Some(edit.clone());
     commit_edit(env, region_id, &edit, change).await?;
     progress.committing = None;
-    record_committed(env, snapshot, &edit);
+    record_committed(env, snapshot, &edit, started_ms);
     Ok(edit)
 }
 
-fn record_committed(env: &FlushEnv, snapshot: &FlushSnapshot, edit: &RegionEdit) {
+fn record_committed(env: &FlushEnv, snapshot: &FlushSnapshot, edit: &RegionEdit, started_ms: u64) {
+    let bytes = edit.files_to_add.iter().map(|file| file.size_bytes).sum();
+    let elapsed_ms = env.ports.clock.now_ms().saturating_sub(started_ms);
+    telemetry::flush_committed(bytes, elapsed_ms);
     env.ports.events.record(CoreEvent::FlushCommitted {
         region_id: snapshot.region_id,
         epoch: snapshot.epoch,
         flushed_entry_id: edit.flushed_entry_id,
         files: edit.files_to_add.len(),
+        bytes,
     });
 }
 
@@ -323,8 +346,10 @@ async fn write_sst(
     let file_id = file_id_for(snapshot.epoch, memtable.id());
     let path = sst_path(region_id, file_id);
     let rows = memtable.rows();
+    let encode_started_ms = env.ports.clock.now_ms();
     let bytes =
         sst::encode_rows(&path, rows).map_err(|source| FlushError::Sst { region_id, source })?;
+    telemetry::memtable_encoded(env.ports.clock.now_ms().saturating_sub(encode_started_ms));
     let size_bytes = bytes.len() as u64;
     progress.began_puts.push(path.clone());
     let put = env.ports.objects.put(&path, bytes);

@@ -120,6 +120,7 @@ impl SimEvents {
 
 impl EventSink for SimEvents {
     fn record(&self, event: CoreEvent) {
+        self.world.metrics.tally(&event);
         if self.muted.load(Ordering::Relaxed) {
             return;
         }

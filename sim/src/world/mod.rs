@@ -13,6 +13,7 @@ pub mod fault_points;
 pub mod fs;
 pub mod jobs;
 pub mod manifests;
+pub mod metrics;
 pub mod notifier;
 pub mod objects;
 pub mod trace;
@@ -177,6 +178,8 @@ pub struct World {
     /// Every madsim node the run spawns tasks on (the actors' node and one
     /// per engine generation), so [`World::end_every_task`] can reach them.
     nodes: Mutex<Vec<NodeHandle>>,
+    /// What the core's metrics recorded, beside what its events said.
+    pub metrics: metrics::SimMetrics,
 }
 
 impl World {
@@ -218,6 +221,7 @@ impl World {
             }),
             during_flush,
             nodes: Mutex::new(Vec::new()),
+            metrics: metrics::SimMetrics::default(),
         }
     }
 

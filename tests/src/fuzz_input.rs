@@ -20,7 +20,7 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<Op>> {
 }
 
 /// Number of [`Op`] variants; `encode` picks a variant by its index.
-const OP_VARIANTS: u64 = 14;
+const OP_VARIANTS: u64 = 16;
 
 /// Bytes that [`decode`] turns into `ops`.
 pub fn encode(ops: &[Op]) -> Vec<u8> {
@@ -44,6 +44,8 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
             Op::FailNextManifest => (11, &[]),
             Op::FailNextFreeze => (12, &[]),
             Op::Tick => (13, &[]),
+            Op::LoseJob => (14, &[]),
+            Op::Stop => (15, &[]),
         };
         // The derive picks variant `(u32 * count) >> 32`; take the
         // smallest u32 that lands on `variant`.
@@ -77,6 +79,8 @@ mod tests {
             Op::FailNextManifest,
             Op::FailNextFreeze,
             Op::Tick,
+            Op::LoseJob,
+            Op::Stop,
         ];
         assert_eq!(decode(&encode(&ops)), Some(ops));
         assert_eq!(decode(&[]), Some(Vec::new()));

@@ -380,6 +380,40 @@ impl SchedulerModel {
         true
     }
 
+    /// The oldest queued job is dropped unrun: it commits nothing and
+    /// reports a failure, like a job whose flush failed before its commit.
+    pub fn lose_one_job(&mut self) -> bool {
+        let Some(job) = self.jobs.pop_front() else {
+            return false;
+        };
+        self.release_unreferenced_memtables();
+        self.inbox.push_back(Notice::FlushDone {
+            region: job.region,
+            epoch: job.epoch,
+            committed: false,
+            memtables: job.memtables,
+        });
+        self.drain_inbox();
+        true
+    }
+
+    /// A graceful stop: every region closes, every waiter (on a flush, a
+    /// DDL, memory) is answered `RegionClosed`. Queued jobs stay queued;
+    /// their results find no region.
+    pub fn stop(&mut self) {
+        let open: Vec<Slot> = self.regions.keys().copied().collect();
+        for region in open {
+            self.remove_region(region, ErrorKind::RegionClosed);
+        }
+        for (_, status) in std::mem::take(&mut self.statuses) {
+            self.fail_all(status, ErrorKind::RegionClosed);
+        }
+        let stalled: Vec<RequestNo> = self.stalled.drain(..).map(|w| w.no).collect();
+        self.answer_all(stalled, Outcome::Err(ErrorKind::RegionClosed));
+        self.release_unreferenced_memtables();
+        self.drain_inbox();
+    }
+
     pub fn tick(&mut self) {
         self.handle(Input::Notice(Notice::Tick));
         self.drain_inbox();

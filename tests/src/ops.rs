@@ -97,6 +97,12 @@ pub enum Op {
     FailNextFreeze,
     /// The worker's periodic wake-up.
     Tick,
+    /// The job scheduler drops the oldest queued job unrun (`job_lost`).
+    LoseJob,
+    /// A graceful stop: the worker answers everything it holds with
+    /// `RegionClosed` and closes every region; the stores stay, so `Open`
+    /// ops bring regions back as a restart would.
+    Stop,
 }
 
 impl Op {
@@ -155,7 +161,9 @@ impl Op {
             | Op::RejectNextJob
             | Op::FailNextManifest
             | Op::FailNextFreeze
-            | Op::Tick => return None,
+            | Op::Tick
+            | Op::LoseJob
+            | Op::Stop => return None,
         };
         Some(request)
     }
@@ -178,6 +186,8 @@ impl fmt::Display for Op {
             Op::FailNextManifest => f.write_str("fail-next-manifest"),
             Op::FailNextFreeze => f.write_str("fail-next-freeze"),
             Op::Tick => f.write_str("tick"),
+            Op::LoseJob => f.write_str("lose-job"),
+            Op::Stop => f.write_str("stop"),
         }
     }
 }
@@ -201,6 +211,8 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::FailNextManifest),
         1 => Just(Op::FailNextFreeze),
         2 => Just(Op::Tick),
+        1 => Just(Op::LoseJob),
+        1 => Just(Op::Stop),
     ]
 }
 
@@ -323,12 +335,30 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Shrinks a failing sequence further than proptest does (its `Vec`
-/// shrinker stops deleting once it starts simplifying elements): deletes
-/// single ops while `still_fails` holds, pass after pass, until no single
-/// deletion keeps it failing. Bounded: a pass that deletes nothing ends it.
+/// shrinker stops deleting once it starts simplifying elements): fills
+/// writes up to [`MAX_ROWS_PER_WRITE`] rows (one full write can stand in
+/// for several), deletes single ops, and merges two writes to the same
+/// region into one, while `still_fails` holds, pass after pass, until a
+/// pass leaves the sequence no shorter. Bounded: rows only grow to the
+/// maximum, and every other kept change makes the sequence shorter.
 pub fn minimize(mut ops: Vec<Op>, mut still_fails: impl FnMut(&[Op]) -> bool) -> Vec<Op> {
     loop {
         let before = ops.len();
+        // Fuller writes first: one full write can stand in for several.
+        for index in 0..ops.len() {
+            if let Op::Write { region, rows } = ops[index].normalized() {
+                if rows < MAX_ROWS_PER_WRITE {
+                    let mut candidate = ops.clone();
+                    candidate[index] = Op::Write {
+                        region,
+                        rows: MAX_ROWS_PER_WRITE,
+                    };
+                    if still_fails(&candidate) {
+                        ops = candidate;
+                    }
+                }
+            }
+        }
         let mut index = 0;
         while index < ops.len() {
             let mut candidate = ops.clone();
@@ -339,9 +369,41 @@ pub fn minimize(mut ops: Vec<Op>, mut still_fails: impl FnMut(&[Op]) -> bool) ->
                 index += 1;
             }
         }
+        let mut index = 0;
+        while index + 1 < ops.len() {
+            match merged_writes(ops[index], ops[index + 1]) {
+                Some(merged) => {
+                    let mut candidate = ops.clone();
+                    candidate.splice(index..index + 2, [merged]);
+                    if still_fails(&candidate) {
+                        ops = candidate;
+                        continue;
+                    }
+                    index += 1;
+                }
+                None => index += 1,
+            }
+        }
         if ops.len() == before {
             return ops;
         }
+    }
+}
+
+/// Two writes to one region as one write with their rows, if they fit.
+fn merged_writes(first: Op, second: Op) -> Option<Op> {
+    match (first.normalized(), second.normalized()) {
+        (
+            Op::Write { region, rows: a },
+            Op::Write {
+                region: other,
+                rows: b,
+            },
+        ) if region == other && a + b <= MAX_ROWS_PER_WRITE => Some(Op::Write {
+            region,
+            rows: a + b,
+        }),
+        _ => None,
     }
 }
 
@@ -496,6 +558,20 @@ impl Harness {
             Op::Tick => {
                 self.engine.tick().map_err(|e| self.stuck(e))?;
                 self.model.tick();
+            }
+            Op::LoseJob => {
+                let lost = self.engine.lose_one_job().map_err(|e| self.stuck(e))?;
+                let model_lost = self.model.lose_one_job();
+                if lost != model_lost {
+                    return Err(self.violation(
+                        "scheduler_state",
+                        format!("a queued job to lose: expected {model_lost}, seen {lost}"),
+                    ));
+                }
+            }
+            Op::Stop => {
+                self.engine.shutdown();
+                self.model.stop();
             }
             _ => unreachable!("requests are handled above"),
         }

@@ -130,6 +130,26 @@ fn regenerate_seed_corpus() {
             ],
         ),
         (
+            "seed-lost-job-and-stop",
+            vec![
+                write(0, 6),
+                Flush { region: 0 },
+                write(0, 2),
+                Alter { region: 0 },
+                LoseJob,
+                write(1, 8),
+                write(1, 8),
+                write(1, 8),
+                write(2, 8),
+                Flush { region: 2 },
+                Stop,
+                RunJob,
+                Open { region: 0 },
+                Open { region: 2 },
+                write(2, 1),
+            ],
+        ),
+        (
             "seed-close-during-flush",
             vec![
                 write(0, 6),

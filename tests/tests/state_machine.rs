@@ -293,10 +293,6 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         "the op driver stops its engine only at the end, with nothing stalled; the simulator's graceful_stop finds it",
     ),
     (
-        PlantedBug::NoGuardOnLostJob,
-        "the op driver's job scheduler runs every job it accepts; the simulator's job_lost finds it",
-    ),
-    (
         PlantedBug::PanicSkipsReadBack,
         "the op driver's stores never panic; the simulator's job_panic finds it",
     ),

@@ -64,6 +64,7 @@ planted_bugs! {
     EngineFlushWaitsForFull = "engine-flush-waits-for-full": "the engine-wide flush rule fires only once the whole buffer is full, so a worker keeps mutable memory over the flush threshold while nothing flushes",
     WriteIgnoresLeaderState = "write-ignores-leader-state": "a write does not check that its region is writable, so a downgraded (read-only) region keeps acknowledging writes",
     InflightGaugeKeptOnFailure = "inflight-gauge-kept-on-failure": "a failed flush ends in the buffer but not in the exported in-flight gauge, so dashboards show flushes running when none does",
+    PeriodicFlushBypassesScheduler = "periodic-flush-bypasses-scheduler": "the periodic flush submits its job directly instead of through the flush scheduler, so it can run beside a flush already running for the same region",
 }
 
 impl fmt::Display for PlantedBug {

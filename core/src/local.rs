@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -377,6 +377,30 @@ impl JobScheduler for QueuedJobs {
     }
 }
 
+/// A clock only its owner moves: `sleep` advances it at once (a flush
+/// job's backoff passes without waiting), [`ManualClock::advance`] moves it
+/// between steps. The local engine runs on it, so a run is the same run
+/// whatever the machine's speed.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn sleep(&self, duration_ms: u64) -> BoxFuture<'static, ()> {
+        self.advance(duration_ms);
+        future::ready(()).boxed()
+    }
+}
+
 /// Wall-clock time; sleeping blocks the thread (local ports never wait).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
@@ -453,6 +477,7 @@ pub struct LocalPorts {
     pub wal: Arc<MemoryWal>,
     pub faults: Arc<CountedFaults>,
     pub inbox: Arc<Inbox>,
+    pub clock: Arc<ManualClock>,
 }
 
 /// One worker over local ports, driven synchronously.
@@ -485,6 +510,7 @@ impl LocalEngine {
             wal: Arc::new(MemoryWal::default()),
             faults: Arc::new(CountedFaults::default()),
             inbox: inbox.clone(),
+            clock: Arc::new(ManualClock::default()),
         };
         let buffer = Arc::new(WriteBufferManager::new(buffer_bytes).with_notifier(inbox.clone()));
         let core_ports = Ports {
@@ -492,7 +518,7 @@ impl LocalEngine {
             objects: ports.objects.clone(),
             manifests: ports.manifests.clone(),
             wal: ports.wal.clone(),
-            clock: Arc::new(SystemClock),
+            clock: ports.clock.clone(),
             faults: ports.faults.clone(),
             events: Arc::new(TracingEvents),
         };
@@ -577,7 +603,13 @@ impl LocalEngine {
         }
     }
 
-    /// Sends a periodic tick (stall relief, stalled-write retry).
+    /// Moves the engine's clock on (periodic flushes read it).
+    pub fn advance_clock(&mut self, ms: u64) {
+        self.ports.clock.advance(ms);
+    }
+
+    /// Sends a periodic tick (stall relief, stalled-write retry, periodic
+    /// flush).
     pub fn tick(&mut self) -> Result<(), StuckFuture> {
         block_on(self.worker.handle(WorkerRequest::Tick))?;
         self.drain_inbox()

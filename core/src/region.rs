@@ -159,6 +159,9 @@ pub struct Region {
     pub leader_state: LeaderState,
     pub schema_version: u64,
     pub version: RegionVersion,
+    /// When the region last flushed (or was opened): the periodic flush
+    /// flushes it once this is older than the auto-flush interval.
+    pub last_flush_ms: u64,
 }
 
 impl Region {
@@ -173,6 +176,7 @@ impl Region {
             leader_state: manifest.leader_state,
             schema_version: manifest.schema_version,
             version: RegionVersion::from_manifest(manifest, buffer, bugs),
+            last_flush_ms: 0,
         }
     }
 

@@ -152,6 +152,9 @@ pub enum FlushReason {
     Downgrading,
     /// Writes are stalled and no flush runs anywhere (our rule, not the seed's).
     StallRelief,
+    /// The region's last flush is older than the worker's auto-flush
+    /// interval (mito2's periodic flush).
+    Periodically,
 }
 
 impl FlushReason {
@@ -162,6 +165,7 @@ impl FlushReason {
             FlushReason::Alter => "alter",
             FlushReason::Downgrading => "downgrading",
             FlushReason::StallRelief => "stall_relief",
+            FlushReason::Periodically => "periodically",
         }
     }
 }

@@ -41,7 +41,7 @@ const fn knob(name: &'static str, low: u64, high: u64) -> Knob {
 }
 
 /// The workload knobs, in byte order.
-pub const KNOBS: [Knob; 20] = [
+pub const KNOBS: [Knob; 21] = [
     knob("workers", 1, 4),
     knob("regions", 1, 8),
     knob("clients", 1, 6),
@@ -65,6 +65,8 @@ pub const KNOBS: [Knob; 20] = [
     // Not a sweep knob: the worker's notify retries (1..=5 in the sweep's
     // terms is just 5; fewer retries make more notify failures stick).
     knob("notify_retry_limit", 1, 5),
+    // As `Plan::from_seed` draws it (`AUTO_FLUSH_INTERVAL_MS`).
+    knob("auto_flush_interval_ms", 50, 1_000),
 ];
 
 impl Knob {
@@ -184,6 +186,7 @@ impl PlanInput {
             notify_retry_backoff_ms: 1,
             safety_budget_ms: 300_000,
             liveness_budget_ms: 60_000,
+            auto_flush_interval_ms: Some(k("auto_flush_interval_ms")),
         };
         let classes = FaultClass::ALL
             .iter()
@@ -236,6 +239,8 @@ impl PlanInput {
                 "slow_io_ms_max" => w.slow_io_ms_max,
                 "injector_tick_ms" => w.injector_tick_ms,
                 "notify_retry_limit" => u64::from(w.notify_retry_limit),
+                // A plan without periodic flushes gets the longest interval.
+                "auto_flush_interval_ms" => w.auto_flush_interval_ms.unwrap_or(u64::MAX),
                 other => unreachable!("knob {other} has no workload field"),
             }
         };

@@ -27,8 +27,11 @@ impl Plan {
     /// The sweep's plan for `seed`: a workload and a fault mix drawn from it.
     pub fn from_seed(seed: u64) -> Plan {
         let mut rng = plan_rng(seed);
-        let workload = Workload::draw(&mut rng);
+        let mut workload = Workload::draw(&mut rng);
         let faults = FaultMix::draw(&mut rng);
+        // Drawn last, so every older draw stays where it was: short enough
+        // that periodic flushes fire within a run.
+        workload.auto_flush_interval_ms = Some(rng.gen_range(AUTO_FLUSH_INTERVAL_MS));
         Plan {
             seed,
             workload,
@@ -60,6 +63,9 @@ fn plan_rng(seed: u64) -> ChaCha8Rng {
     rng.set_stream(STREAM_PLAN);
     rng
 }
+
+/// The auto-flush intervals sweep plans draw from (simulated ms).
+pub const AUTO_FLUSH_INTERVAL_MS: std::ops::RangeInclusive<u64> = 50..=1_000;
 
 /// ChaCha stream numbers: one per independent consumer of randomness.
 pub const STREAM_PLAN: u64 = 1;
@@ -117,6 +123,9 @@ pub struct Workload {
     pub safety_budget_ms: u64,
     /// Simulated time, faults off, in which every request must complete.
     pub liveness_budget_ms: u64,
+    /// The workers' auto-flush interval (periodic flush); absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_flush_interval_ms: Option<u64>,
 }
 
 /// Rates of the non-write requests, per mille of writes.
@@ -138,6 +147,7 @@ impl Workload {
             max_stalled_writes: self.max_stalled_writes,
             notify_retry_limit: self.notify_retry_limit,
             notify_retry_backoff_ms: self.notify_retry_backoff_ms,
+            auto_flush_interval_ms: self.auto_flush_interval_ms,
             bugs,
         }
     }
@@ -175,6 +185,8 @@ impl Workload {
             notify_retry_backoff_ms: 1,
             safety_budget_ms: 600_000,
             liveness_budget_ms: 60_000,
+            // Pinned: the benchmark workload never had periodic flushes.
+            auto_flush_interval_ms: None,
         }
     }
 
@@ -211,6 +223,7 @@ impl Workload {
             notify_retry_backoff_ms: 1,
             safety_budget_ms: 300_000,
             liveness_budget_ms: 60_000,
+            auto_flush_interval_ms: None,
         }
     }
 

@@ -16,6 +16,9 @@
 //!   `panic-skips-read-back`: only a panic leaves the job without the
 //!   store's answer; every error the store gives is read back as before.
 //!
+//! - periodic flushes (sweep plans draw an auto-flush interval) expose
+//!   `periodic-flush-bypasses-scheduler`: only the periodic path has it.
+//!
 //! And each end-state check with a bug only it sees (some seed fails that
 //! check alone): `no_orphan_ssts` with `keep-files-of-failed-flush` (rows
 //! and manifest are right, the object store holds garbage), `idle_memory`
@@ -136,4 +139,23 @@ fn only_the_writability_check_sees_writes_taken_by_a_read_only_region() {
 #[test]
 fn only_the_metrics_check_sees_a_gauge_that_keeps_failed_flushes() {
     assert_check_alone_sees(METRICS_AGREE, PlantedBug::InflightGaugeKeptOnFailure);
+}
+
+#[test]
+fn only_periodic_flushes_expose_a_periodic_flush_that_bypasses_the_scheduler() {
+    let bug = PlantedBug::PeriodicFlushBypassesScheduler;
+    let without_periodic = |seed| {
+        let mut plan = Plan::from_seed(seed);
+        plan.workload.auto_flush_interval_ms = None;
+        plan
+    };
+    let seen_without = first_failing_seed(bug, without_periodic);
+    assert_eq!(
+        seen_without, None,
+        "expected {bug} to pass every seed without periodic flushes, saw seed {seen_without:?} fail"
+    );
+    assert!(
+        first_failing_seed(bug, Plan::from_seed).is_some(),
+        "expected a default plan to expose {bug} within {SEEDS} seeds, saw none"
+    );
 }

@@ -201,6 +201,8 @@ struct RegionModel {
     mutable: MemtableNo,
     immutables: Vec<MemtableNo>,
     last_entry_id: u64,
+    /// When the region was opened or last applied a flush.
+    last_flush_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -332,6 +334,9 @@ pub struct SchedulerModel {
     inbox: VecDeque<Notice>,
     faults: ArmedFaults,
     replies: BTreeMap<RequestNo, Outcome>,
+    /// The engine's clock; only [`SchedulerModel::advance_clock`] moves it.
+    now_ms: u64,
+    auto_flush_interval_ms: Option<u64>,
 }
 
 impl SchedulerModel {
@@ -351,7 +356,20 @@ impl SchedulerModel {
             inbox: VecDeque::new(),
             faults: ArmedFaults::default(),
             replies: BTreeMap::new(),
+            now_ms: 0,
+            auto_flush_interval_ms: None,
         }
+    }
+
+    /// Periodic flushes every `interval_ms` of the model's clock.
+    pub fn with_auto_flush(mut self, interval_ms: u64) -> Self {
+        self.auto_flush_interval_ms = Some(interval_ms);
+        self
+    }
+
+    /// Time passes (nothing else happens until the next input).
+    pub fn advance_clock(&mut self, ms: u64) {
+        self.now_ms += ms;
     }
 
     // --- what the driver does -------------------------------------------
@@ -537,7 +555,11 @@ impl SchedulerModel {
                 }
                 self.retry_stalled();
             }
-            Input::Notice(Notice::MemoryFreed | Notice::Tick) => self.retry_stalled(),
+            Input::Notice(Notice::MemoryFreed) => self.retry_stalled(),
+            Input::Notice(Notice::Tick) => {
+                self.retry_stalled();
+                self.flush_periodically();
+            }
         }
         while let Some(next) = self.requeued.pop_front() {
             self.dispatch(next);
@@ -754,6 +776,7 @@ impl SchedulerModel {
                 mutable,
                 immutables: Vec::new(),
                 last_entry_id,
+                last_flush_ms: self.now_ms,
             },
         );
         self.answer(no, Outcome::Ok);
@@ -784,6 +807,7 @@ impl SchedulerModel {
                 mutable,
                 immutables: Vec::new(),
                 last_entry_id: 0,
+                last_flush_ms: self.now_ms,
             },
         );
         self.answer(no, Outcome::Ok);
@@ -886,6 +910,7 @@ impl SchedulerModel {
         if same_incarnation {
             let open = self.regions.get_mut(&region).expect("checked above");
             open.immutables.retain(|m| !flushed.contains(m));
+            open.last_flush_ms = self.now_ms;
             if open.leader == LeaderState::Downgrading && self.memtables_empty(region) {
                 self.regions.get_mut(&region).expect("open").leader = LeaderState::Follower;
             }
@@ -983,6 +1008,28 @@ impl SchedulerModel {
     }
 
     // --- the engine-wide rules -------------------------------------------------
+
+    /// mito2's periodic flush, on a tick: every writable region with data,
+    /// no flush of its own, and a last flush older than the interval.
+    fn flush_periodically(&mut self) {
+        let Some(interval_ms) = self.auto_flush_interval_ms else {
+            return;
+        };
+        let due: Vec<Slot> = self
+            .regions
+            .iter()
+            .filter(|(slot, r)| {
+                r.leader == LeaderState::Writable
+                    && !self.statuses.contains_key(slot)
+                    && !self.memtables_empty(**slot)
+                    && self.now_ms.saturating_sub(r.last_flush_ms) >= interval_ms
+            })
+            .map(|(slot, _)| *slot)
+            .collect();
+        for region in due {
+            let _ = self.schedule_flush(region, Vec::new());
+        }
+    }
 
     /// The seed's rule: flush the open region with the largest mutable
     /// memtable that has no flush yet.

@@ -43,6 +43,12 @@ use crate::model::{
 pub const REGIONS: u8 = 3;
 /// Rows in one write are `0..=MAX_ROWS_PER_WRITE` (0 is an invalid write).
 pub const MAX_ROWS_PER_WRITE: u8 = 8;
+/// Simulated time one `Tick` op lets pass.
+pub const TICK_MS: u64 = 1_000;
+/// The worker's auto-flush interval: a region unflushed for five ticks is
+/// flushed on the next one (rare enough in a 40-op sequence not to flush
+/// away the states the other rules need).
+pub const AUTO_FLUSH_INTERVAL_MS: u64 = 5 * TICK_MS;
 /// Small enough that a handful of writes flushes and stalls.
 pub const BUFFER_BYTES: usize = 1024;
 /// Small enough that the stall queue overflows now and then.
@@ -447,6 +453,7 @@ impl Harness {
         let config = WorkerConfig {
             bugs,
             max_stalled_writes: MAX_STALLED_WRITES,
+            auto_flush_interval_ms: Some(AUTO_FLUSH_INTERVAL_MS),
             ..WorkerConfig::default()
         };
         Harness {
@@ -455,7 +462,8 @@ impl Harness {
                 BUFFER_BYTES,
                 config,
             ),
-            model: SchedulerModel::new(BUFFER_BYTES, MAX_STALLED_WRITES),
+            model: SchedulerModel::new(BUFFER_BYTES, MAX_STALLED_WRITES)
+                .with_auto_flush(AUTO_FLUSH_INTERVAL_MS),
             requests: Vec::new(),
             step: String::new(),
             op: String::new(),
@@ -556,6 +564,8 @@ impl Harness {
                 self.model.fail_next_freeze();
             }
             Op::Tick => {
+                self.engine.advance_clock(TICK_MS);
+                self.model.advance_clock(TICK_MS);
                 self.engine.tick().map_err(|e| self.stuck(e))?;
                 self.model.tick();
             }

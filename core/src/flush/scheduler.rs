@@ -254,6 +254,25 @@ impl FlushScheduler {
         Ok(())
     }
 
+    /// Planted bug `periodic-flush-bypasses-scheduler` only: submits a
+    /// flush job for `region` without a flush status, as if no flush could
+    /// be running. Nothing waits on it and nothing records it.
+    pub(crate) fn start_unscheduled(&mut self, region: &mut Region, env: &FlushEnv) {
+        debug_assert!(self.bugs.has(PlantedBug::PeriodicFlushBypassesScheduler));
+        if region.version.memtables_empty() {
+            return;
+        }
+        region.version.freeze_mutable();
+        let snapshot = FlushSnapshot::capture(region, FlushReason::Periodically);
+        env.buffer.flush_started();
+        telemetry::flush_started();
+        let (job, acceptance) = flush_job(env.clone(), snapshot);
+        match env.ports.jobs.schedule(job) {
+            Ok(()) => acceptance.accepted(),
+            Err(_) => end_flush(env),
+        }
+    }
+
     /// A flush could not start: the status goes, and so does everyone
     /// waiting on it, each with `error`.
     fn abandon_start(

@@ -4,6 +4,7 @@ use crate::bugs::PlantedBug;
 use crate::error::RequestError;
 use crate::events::CoreEvent;
 use crate::flush::FlushTask;
+use crate::ids::RegionId;
 use crate::manifest::{LeaderState, ManifestChange};
 use crate::request::{BackgroundNotify, ClientRequest, FlushFinished, FlushReason, Output};
 
@@ -47,6 +48,42 @@ impl RegionWorker {
         let _ = self.scheduler.schedule_flush(region, task, &self.env);
     }
 
+    /// mito2's periodic flush, on every tick: each writable region that is
+    /// not already flushing and whose last flush (or open) is older than
+    /// the auto-flush interval is flushed, through the scheduler like any
+    /// other flush. A region with nothing in its memtables is left alone
+    /// (and asked again on the next tick).
+    pub(super) fn flush_periodically(&mut self) {
+        let Some(interval_ms) = self.config.auto_flush_interval_ms else {
+            return;
+        };
+        let now_ms = self.env.ports.clock.now_ms();
+        let bypass = self
+            .config
+            .bugs
+            .has(PlantedBug::PeriodicFlushBypassesScheduler);
+        let due: Vec<RegionId> = self
+            .regions
+            .iter()
+            .filter(|(id, region)| {
+                region.is_writable()
+                    && (bypass || !self.scheduler.is_flush_requested(**id))
+                    && !region.version.memtables_empty()
+                    && now_ms.saturating_sub(region.last_flush_ms) >= interval_ms
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for region_id in due {
+            if bypass {
+                if let Some(region) = self.regions.get_mut(&region_id) {
+                    self.scheduler.start_unscheduled(region, &self.env);
+                }
+            } else {
+                self.flush_for(region_id, FlushReason::Periodically);
+            }
+        }
+    }
+
     pub(super) async fn handle_background(&mut self, notify: BackgroundNotify) {
         match notify {
             BackgroundNotify::FlushFinished(done) => self.handle_flush_finished(done).await,
@@ -73,6 +110,7 @@ impl RegionWorker {
                 region
                     .version
                     .apply_edit(&done.edit, &done.flushed_memtables);
+                region.last_flush_ms = self.env.ports.clock.now_ms();
                 if region.leader_state == LeaderState::Downgrading
                     && region.version.memtables_empty()
                 {

@@ -39,8 +39,9 @@ impl RegionWorker {
         self.delete_region_files(region_id).await;
         match manifests.create(manifest).await {
             Ok(manifest) => {
-                let region =
+                let mut region =
                     Region::from_manifest(&manifest, self.env.buffer.clone(), self.config.bugs);
+                region.last_flush_ms = self.env.ports.clock.now_ms();
                 self.regions.insert(region_id, region);
                 request.responder.send(Ok(Output::Done));
             }
@@ -98,6 +99,7 @@ impl RegionWorker {
             .map_err(|source| RequestError::Wal { region_id, source })?;
         let mut region =
             Region::from_manifest(&manifest, self.env.buffer.clone(), self.config.bugs);
+        region.last_flush_ms = ports.clock.now_ms();
         let mut replayed = 0;
         for entry in &entries {
             let (next_entry_id, next_sequence) = region.version.next_write_marks();

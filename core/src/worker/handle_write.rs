@@ -193,7 +193,7 @@ impl RegionWorker {
     }
 
     /// A flush nobody waits on; a failure to start is already recorded.
-    fn flush_for(&mut self, region_id: RegionId, reason: FlushReason) {
+    pub(super) fn flush_for(&mut self, region_id: RegionId, reason: FlushReason) {
         if let Some(region) = self.regions.get_mut(&region_id) {
             let task = FlushTask::new(reason, None);
             let _ = self.scheduler.schedule_flush(region, task, &self.env);

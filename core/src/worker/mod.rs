@@ -39,8 +39,15 @@ pub struct WorkerConfig {
     pub notify_retry_limit: u32,
     /// Base of the doubling backoff between those retries.
     pub notify_retry_backoff_ms: u64,
+    /// A region whose last flush is older than this is flushed on the
+    /// worker's next tick (mito2's `auto_flush_interval`, 30 minutes by
+    /// default); `None` turns periodic flushes off.
+    pub auto_flush_interval_ms: Option<u64>,
     pub bugs: Bugs,
 }
+
+/// mito2's default auto-flush interval: 30 minutes.
+pub const DEFAULT_AUTO_FLUSH_INTERVAL_MS: u64 = 30 * 60 * 1_000;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -49,6 +56,7 @@ impl Default for WorkerConfig {
             max_stalled_writes: 1024,
             notify_retry_limit: 64,
             notify_retry_backoff_ms: 1,
+            auto_flush_interval_ms: Some(DEFAULT_AUTO_FLUSH_INTERVAL_MS),
             bugs: Bugs::NONE,
         }
     }
@@ -135,7 +143,11 @@ impl RegionWorker {
         match request {
             WorkerRequest::Client(request) => self.dispatch(request).await,
             WorkerRequest::Background(notify) => self.handle_background(notify).await,
-            WorkerRequest::MemoryFreed | WorkerRequest::Tick => self.retry_stalled(),
+            WorkerRequest::MemoryFreed => self.retry_stalled(),
+            WorkerRequest::Tick => {
+                self.retry_stalled();
+                self.flush_periodically();
+            }
         }
         // Bounded: every requeued request is answered, queued behind a
         // flush, or stalled; none is requeued again in this loop.

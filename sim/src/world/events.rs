@@ -13,8 +13,12 @@ use std::sync::{Arc, OnceLock};
 use flush_core::buffer::WriteBufferManager;
 use flush_core::events::CoreEvent;
 use flush_core::ports::EventSink;
+use flush_core::request::FlushReason;
 
 use super::World;
+
+/// Sim mark: a flush scheduled by the periodic flush.
+pub const PERIODIC_FLUSH: &str = "periodic_flush";
 
 pub struct SimEvents {
     world: Arc<World>,
@@ -126,8 +130,18 @@ impl EventSink for SimEvents {
         }
         let mark = event.mark();
         let now = self.world.now_us();
+        let periodic = matches!(
+            event,
+            CoreEvent::FlushScheduled {
+                reason: FlushReason::Periodically,
+                ..
+            }
+        );
         self.world.with(|state| {
             state.trace.mark(mark);
+            if periodic {
+                state.trace.mark(PERIODIC_FLUSH);
+            }
             state.trace.record(now, "core", format!("{event:?}"));
         });
         self.track_flush_jobs(&event);

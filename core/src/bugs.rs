@@ -104,6 +104,13 @@ impl FromStr for PlantedBug {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Bugs(u64);
 
+/// The planted bugs whose whole point is a flush status left with no job
+/// and no task (found by running each with the post-condition on).
+const SCHEDULER_INVARIANT_BREAKERS: &[PlantedBug] = &[
+    PlantedBug::KeepStatusAfterFlush,
+    PlantedBug::SeedFaithfulScheduleNext,
+];
+
 impl Bugs {
     pub const NONE: Bugs = Bugs(0);
 
@@ -122,6 +129,15 @@ impl Bugs {
 
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// Whether a bug switched on breaks the scheduler's invariants (each
+    /// status flushing or pending) on purpose: only those relax the
+    /// worker's post-condition, so every other bug still runs under it.
+    pub fn breaks_scheduler_invariants(self) -> bool {
+        SCHEDULER_INVARIANT_BREAKERS
+            .iter()
+            .any(|bug| self.has(*bug))
     }
 
     /// The bugs switched on, in catalogue order.

@@ -166,7 +166,7 @@ pub fn replace_skipping(
     bytes: &[u8],
     skipped: SkippedSteps,
 ) -> Result<(), FsError> {
-    debug_assert_eq!(parent_dir(temp), parent_dir(target));
+    strict_assert_eq!(parent_dir(temp), parent_dir(target));
     let dir = parent_dir(target);
     fs.create_dir_all(dir)?;
     create_or_empty(fs, temp)?;

@@ -36,6 +36,29 @@
 //! [`manifest::RegionEdit`], and notifies the worker, which drops the
 //! flushed memtables (memory freed), trims the WAL and answers the waiters.
 
+/// An assertion that holds in debug builds and in every build with the
+/// `strict` feature, which the simulator switches on: its sweeps run
+/// `--release`, and a pre- or post-condition checked only in debug builds
+/// would check nothing during the main job. A violation panics; the
+/// simulator reports the panic as a failed `no_panic` check with the
+/// seed's replay line.
+macro_rules! strict_assert {
+    ($($arg:tt)*) => {
+        if cfg!(any(debug_assertions, feature = "strict")) {
+            assert!($($arg)*);
+        }
+    };
+}
+
+/// [`strict_assert!`] for equality.
+macro_rules! strict_assert_eq {
+    ($($arg:tt)*) => {
+        if cfg!(any(debug_assertions, feature = "strict")) {
+            assert_eq!($($arg)*);
+        }
+    };
+}
+
 pub mod buffer;
 pub mod bugs;
 pub mod durable;

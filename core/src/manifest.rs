@@ -192,7 +192,7 @@ impl RegionManifest {
             });
         }
         for file in &edit.files_to_add {
-            debug_assert_eq!(file.region_id, region_id);
+            strict_assert_eq!(file.region_id, region_id);
             self.files.insert(file.file_id, file.clone());
         }
         self.flushed_entry_id = edit.flushed_entry_id;

@@ -80,7 +80,7 @@ impl AllocTracker {
     }
 
     fn on_allocation(&mut self, bytes: usize) {
-        debug_assert!(!self.done_allocating, "allocating in a frozen memtable");
+        strict_assert!(!self.done_allocating, "allocating in a frozen memtable");
         self.allocated_bytes += bytes;
         self.buffer.reserve_mem(bytes);
     }
@@ -168,7 +168,7 @@ impl Memtable {
     /// Appends rows; their sequences must keep increasing.
     pub fn insert(&mut self, rows: impl IntoIterator<Item = Row>) {
         for row in rows {
-            debug_assert!(
+            strict_assert!(
                 self.max_sequence().is_none_or(|max| row.sequence > max),
                 "sequence {} not above {:?}",
                 row.sequence,

@@ -94,8 +94,8 @@ impl RegionVersion {
 
     /// Applies a write whose WAL entry is durable.
     pub fn apply_write(&mut self, entry: &WalEntry) {
-        debug_assert!(entry.entry_id > self.last_entry_id, "entry ids increase");
-        debug_assert!(
+        strict_assert!(entry.entry_id > self.last_entry_id, "entry ids increase");
+        strict_assert!(
             entry.first_sequence > self.committed_sequence,
             "sequences increase"
         );
@@ -130,7 +130,7 @@ impl RegionVersion {
         self.immutables.retain(|m| !flushed.contains(&m.id()));
         self.flushed_entry_id = self.flushed_entry_id.max(edit.flushed_entry_id);
         self.flushed_sequence = self.flushed_sequence.max(edit.flushed_sequence);
-        debug_assert!(self.flushed_entry_id <= self.last_entry_id.max(edit.flushed_entry_id));
+        strict_assert!(self.flushed_entry_id <= self.last_entry_id.max(edit.flushed_entry_id));
     }
 
     /// Empties the region after a truncate; the marks move to the truncation

@@ -212,7 +212,7 @@ impl FlushScheduler {
         env: &FlushEnv,
     ) -> Result<(), RequestError> {
         let region_id = region.region_id;
-        debug_assert!(self
+        strict_assert!(self
             .statuses
             .get(&region_id)
             .is_some_and(|s| s.running_epoch.is_none() && s.pending_task.is_none()));
@@ -258,7 +258,7 @@ impl FlushScheduler {
     /// flush job for `region` without a flush status, as if no flush could
     /// be running. Nothing waits on it and nothing records it.
     pub(crate) fn start_unscheduled(&mut self, region: &mut Region, env: &FlushEnv) {
-        debug_assert!(self.bugs.has(PlantedBug::PeriodicFlushBypassesScheduler));
+        strict_assert!(self.bugs.has(PlantedBug::PeriodicFlushBypassesScheduler));
         if region.version.memtables_empty() {
             return;
         }
@@ -377,10 +377,10 @@ impl FlushScheduler {
         // waiters were answered at the truncate, and the flushes asked for
         // since then never ran, so they start now instead of failing.
         if regions.get(&region_id).is_some_and(|r| r.epoch != epoch) {
-            debug_assert!(status.running_senders.is_empty());
+            strict_assert!(status.running_senders.is_empty());
             status.running_epoch = None;
             if status.pending_task.is_none() {
-                debug_assert_eq!(status.waiter_count(), 0);
+                strict_assert_eq!(status.waiter_count(), 0);
                 self.statuses.remove(&region_id);
             }
             self.schedule_next_flush(regions, env);
@@ -518,6 +518,6 @@ impl Drop for FlushScheduler {
 }
 
 fn release(status: FlushStatus) -> ReleasedRequests {
-    debug_assert!(status.running_senders.is_empty());
+    strict_assert!(status.running_senders.is_empty());
     (status.pending_ddls, status.pending_writes)
 }

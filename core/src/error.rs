@@ -286,3 +286,15 @@ pub enum BufferError {
     #[error("scheduling {requested} bytes to be freed but only {active} are active")]
     ScheduleFreeUnderflow { requested: usize, active: usize },
 }
+
+/// The text a panic carried (`panic!` with a message gives a `&str` or a
+/// `String`), for reports of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic with a non-text payload".to_string()
+    }
+}

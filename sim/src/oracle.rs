@@ -760,16 +760,9 @@ fn manifest_consistency(
         .objects
         .keys()
         .filter(|path| {
-            let listed =
+            let slot =
                 region_of_path(path).and_then(|region_id| observed.manifests.get(&region_id));
-            listed.is_none_or(|slot| {
-                slot.manifest.dropped
-                    || !slot
-                        .manifest
-                        .files
-                        .keys()
-                        .any(|file_id| sst_path(slot.manifest.region_id, *file_id) == **path)
-            })
+            !slot.is_some_and(|slot| lists(slot, path))
         })
         .count() as u64;
     let check = CheckResult::from_problems(
@@ -781,17 +774,34 @@ fn manifest_consistency(
     (check, orphans)
 }
 
+/// Whether the (live) manifest in `slot` lists the SST at `path`.
+fn lists(slot: &ManifestSlot, path: &str) -> bool {
+    let manifest = &slot.manifest;
+    !manifest.dropped
+        && manifest
+            .files
+            .keys()
+            .any(|file_id| sst_path(manifest.region_id, *file_id) == path)
+}
+
+/// The workers' views when the engine was quiescent at the end; the end
+/// state checks judge nothing else.
+fn quiescent_views(observed: &Observations) -> Option<&Vec<WorkerView>> {
+    observed.views.as_ref().filter(|_| observed.quiescent)
+}
+
+fn not_quiescent(check: &str) -> CheckResult {
+    CheckResult::pass(check, "not judged: the engine was not quiescent at the end")
+}
+
 /// At quiescence, no SST of an open or dropped region is left that its
 /// manifest does not list. A flush that fails, or is refused because a
 /// truncate or drop overtook it, removes what it wrote; a drop removes
 /// everything; what a crash left was purged when the region reopened.
 /// Regions closed at the end are not judged: their next open purges.
 fn no_orphan_ssts(observed: &Observations, violations: &Violations) -> CheckResult {
-    let Some(views) = observed.views.as_ref().filter(|_| observed.quiescent) else {
-        return CheckResult::pass(
-            NO_ORPHAN_SSTS,
-            "not judged: the engine was not quiescent at the end",
-        );
+    let Some(views) = quiescent_views(observed) else {
+        return not_quiescent(NO_ORPHAN_SSTS);
     };
     let open: BTreeSet<RegionId> = views
         .iter()
@@ -809,15 +819,7 @@ fn no_orphan_ssts(observed: &Observations, violations: &Violations) -> CheckResu
             continue;
         }
         judged += 1;
-        let listed = slot.is_some_and(|slot| {
-            !slot.manifest.dropped
-                && slot
-                    .manifest
-                    .files
-                    .keys()
-                    .any(|file_id| sst_path(region_id, *file_id) == **path)
-        });
-        if !listed {
+        if !slot.is_some_and(|slot| lists(slot, path)) {
             let state = if dropped { "dropped" } else { "open" };
             problems.push(format!(
                 "{path} of {state} {region_id}: expected every SST to be listed by the manifest \
@@ -839,11 +841,8 @@ fn no_orphan_ssts(observed: &Observations, violations: &Violations) -> CheckResu
 /// somewhere. (Memory no open region holds is `buffer_accounting`'s.)
 fn idle_memory(observed: &Observations, violations: &Violations) -> CheckResult {
     let reading = &observed.buffer_at_views;
-    let Some(views) = observed.views.as_ref().filter(|_| observed.quiescent) else {
-        return CheckResult::pass(
-            IDLE_MEMORY,
-            "not judged: the engine was not quiescent at the end",
-        );
+    let Some(views) = quiescent_views(observed) else {
+        return not_quiescent(IDLE_MEMORY);
     };
     let flushing = reading.flushes_running > 0
         || views.iter().any(|view| {
@@ -891,11 +890,8 @@ fn idle_memory(observed: &Observations, violations: &Violations) -> CheckResult 
 /// memory exactly when the manifest says so. What reads serve is the
 /// version; what a restart serves is the manifest.
 fn version_matches_manifest(observed: &Observations, violations: &Violations) -> CheckResult {
-    let Some(views) = observed.views.as_ref().filter(|_| observed.quiescent) else {
-        return CheckResult::pass(
-            VERSION_MATCHES_MANIFEST,
-            "not judged: the engine was not quiescent at the end",
-        );
+    let Some(views) = quiescent_views(observed) else {
+        return not_quiescent(VERSION_MATCHES_MANIFEST);
     };
     let mut problems = Vec::new();
     let mut judged = 0;
@@ -1000,10 +996,7 @@ fn writability(
 /// saw happen.
 fn metrics_agree(observed: &Observations, violations: &Violations) -> CheckResult {
     if !observed.quiescent {
-        return CheckResult::pass(
-            METRICS_AGREE,
-            "not judged: the engine was not quiescent at the end",
-        );
+        return not_quiescent(METRICS_AGREE);
     }
     let metrics = &observed.metrics_at_views;
     let alive = &observed.alive_buffers;

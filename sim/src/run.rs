@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flush_core::bugs::Bugs;
+use flush_core::error::panic_message;
 use flush_core::ids::RegionId;
 use flush_core::request::Request;
 use futures::channel::mpsc;
@@ -156,16 +157,6 @@ fn warm_up_process_globals() {
             let _ = flush_core::sst::decode_rows("warm-up", bytes);
         }
     });
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        (*text).to_string()
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "a panic with a non-text payload".to_string()
-    }
 }
 
 fn failed_to_run(

@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use flush_core::bugs::Bugs;
+use flush_core::error::panic_message;
 use flush_core::ids::RegionId;
 use flush_core::local::{LocalEngine, MemoryObjectStore, StuckFuture};
 use flush_core::manifest::LeaderState;
@@ -330,14 +331,6 @@ pub fn run_ops_with_coverage(ops: &[Op], bugs: Bugs) -> Result<Coverage, Violati
             message: panic_message(panic.as_ref()),
         })
     })
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "non-string panic payload".to_string())
 }
 
 /// Shrinks a failing sequence further than proptest does (its `Vec`

@@ -13,7 +13,7 @@ use futures::FutureExt;
 
 use crate::buffer::WriteBufferManager;
 use crate::bugs::{Bugs, PlantedBug};
-use crate::error::FlushError;
+use crate::error::{panic_message, FlushError};
 use crate::events::CoreEvent;
 use crate::ids::{sst_path, FileId, MemtableId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, ManifestChange, RegionEdit};
@@ -221,16 +221,6 @@ async fn remove_unlisted(env: &FlushEnv, region_id: RegionId, paths: &[String]) 
                 path: path.clone(),
             });
         }
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        (*text).to_string()
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "a panic with a non-text payload".to_string()
     }
 }
 

@@ -157,12 +157,7 @@ impl GaugeFn for Series {
     }
 
     fn decrement(&self, value: f64) {
-        *self
-            .metrics
-            .lock()
-            .gauges
-            .entry(self.name.clone())
-            .or_default() -= value;
+        GaugeFn::increment(self, -value);
     }
 
     fn set(&self, value: f64) {

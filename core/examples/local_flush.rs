@@ -84,7 +84,7 @@ pub fn run(dir: &Path) -> Result<Vec<RegionReport>, Box<dyn Error>> {
             files,
         });
     }
-    engine.shutdown();
+    engine.shutdown()?;
     Ok(reports)
 }
 

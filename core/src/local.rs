@@ -615,9 +615,13 @@ impl LocalEngine {
         self.drain_inbox()
     }
 
-    /// Stops the worker, answering everything it holds.
-    pub fn shutdown(&mut self) {
+    /// Stops the worker, answering everything it holds, and delivers what
+    /// the stop itself released (the memory of the regions it let go), so
+    /// no notification of the stop waits to be handled after a later
+    /// request.
+    pub fn shutdown(&mut self) -> Result<(), StuckFuture> {
         self.worker.shutdown();
+        self.drain_inbox()
     }
 }
 

@@ -573,7 +573,7 @@ impl Harness {
                 }
             }
             Op::Stop => {
-                self.engine.shutdown();
+                self.engine.shutdown().map_err(|e| self.stuck(e))?;
                 self.model.stop();
             }
             _ => unreachable!("requests are handled above"),

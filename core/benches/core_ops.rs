@@ -56,9 +56,7 @@ fn worker_cycle(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let mut engine = LocalEngine::new(dir.path(), 64 << 20, WorkerConfig::default());
-                let create = engine.call(Request::Create {
-                    region_id: RegionId(1),
-                });
+                let create = engine.call(Request::create(RegionId(1)));
                 assert!(matches!(create, Ok(Ok(_))));
                 engine
             },

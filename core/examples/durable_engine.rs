@@ -110,7 +110,7 @@ async fn recover(
     if regions.is_empty() {
         println!("a new directory: creating {} regions", NEW_REGIONS.len());
         for region_id in NEW_REGIONS {
-            engine.call(Request::Create { region_id }).await?;
+            engine.call(Request::create(region_id)).await?;
         }
         return Ok(NEW_REGIONS.to_vec());
     }

@@ -47,7 +47,7 @@ pub struct RegionReport {
 pub fn run(dir: &Path) -> Result<Vec<RegionReport>, Box<dyn Error>> {
     let mut engine = LocalEngine::new(dir, BUFFER_BYTES, WorkerConfig::default());
     for region_id in REGIONS {
-        call(&mut engine, Request::Create { region_id })?;
+        call(&mut engine, Request::create(region_id))?;
     }
     let mut written: Vec<Vec<Row>> = vec![Vec::new(); REGIONS.len()];
     for write in 0..WRITES_PER_REGION {

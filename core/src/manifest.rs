@@ -66,7 +66,8 @@ pub enum ManifestChange {
     SetLeaderState(LeaderState),
     /// Bump the schema version (an alter).
     Alter { schema_version: u64 },
-    /// The region is reopened: new epoch, writable again.
+    /// The region is reopened: a new epoch, and a follower until
+    /// someone sets it leader (as mito2 opens regions).
     Reopen,
     /// The region is dropped; the manifest refuses every later change.
     Drop,
@@ -88,6 +89,9 @@ pub struct RegionManifest {
     /// Entries up to here were truncated; the WAL must not replay them.
     pub truncated_entry_id: u64,
     pub dropped: bool,
+    /// The region does not log its writes (a region option, fixed at
+    /// create): its unflushed rows do not survive a restart.
+    pub skip_wal: bool,
 }
 
 impl RegionManifest {
@@ -103,6 +107,7 @@ impl RegionManifest {
             flushed_sequence: 0,
             truncated_entry_id: 0,
             dropped: false,
+            skip_wal: false,
         }
     }
 
@@ -139,7 +144,7 @@ impl RegionManifest {
             }
             ManifestChange::Reopen => {
                 self.epoch += 1;
-                self.leader_state = LeaderState::Writable;
+                self.leader_state = LeaderState::Follower;
             }
             ManifestChange::Drop => {
                 self.dropped = true;
@@ -251,6 +256,10 @@ mod tests {
         ));
         assert_eq!(manifest, before);
         manifest.apply(&ManifestChange::Reopen).unwrap();
+        assert_eq!(manifest.leader_state, LeaderState::Follower);
+        manifest
+            .apply(&ManifestChange::SetLeaderState(LeaderState::Writable))
+            .unwrap();
         assert!(matches!(
             manifest.apply(&commit(0, 5, 1)),
             Err(ManifestError::StaleEpoch {

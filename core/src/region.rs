@@ -162,6 +162,8 @@ pub struct Region {
     /// When the region last flushed (or was opened): the periodic flush
     /// flushes it once this is older than the auto-flush interval.
     pub last_flush_ms: u64,
+    /// Writes skip the WAL (the region option, from the manifest).
+    pub skip_wal: bool,
 }
 
 impl Region {
@@ -177,11 +179,21 @@ impl Region {
             schema_version: manifest.schema_version,
             version: RegionVersion::from_manifest(manifest, buffer, bugs),
             last_flush_ms: 0,
+            skip_wal: manifest.skip_wal,
         }
     }
 
     pub fn is_writable(&self) -> bool {
         self.leader_state == LeaderState::Writable
+    }
+
+    /// mito2's `is_flushable`: a leader, writable or being downgraded. A
+    /// follower's data is someone else's to flush.
+    pub fn is_flushable(&self) -> bool {
+        matches!(
+            self.leader_state,
+            LeaderState::Writable | LeaderState::Downgrading
+        )
     }
 }
 

@@ -16,11 +16,14 @@ use crate::memtable::RowValue;
 /// What a client asks a worker to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    /// Create a new, empty region.
+    /// Create a new, empty region, the leader of its data.
     Create {
         region_id: RegionId,
+        options: RegionOptions,
     },
-    /// Open an existing region: load its manifest, replay its WAL.
+    /// Open an existing region: load its manifest, replay its WAL. It opens
+    /// as a follower, as in mito2: whoever holds the lease makes it the
+    /// leader with [`Request::SetRole`].
     Open {
         region_id: RegionId,
     },
@@ -50,12 +53,48 @@ pub enum Request {
     Downgrade {
         region_id: RegionId,
     },
+    /// mito2's `set_region_role`: at once, no flush. `Leader` makes a
+    /// follower or a downgrading region writable; `Follower` makes any
+    /// region a follower.
+    SetRole {
+        region_id: RegionId,
+        role: RegionRole,
+    },
+}
+
+/// A region's options that matter to flushing, fixed when it is created
+/// and kept in its manifest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RegionOptions {
+    /// mito2's `skip_wal`: writes are not logged. Rows not yet flushed are
+    /// lost on a crash or an engine stop by design; closing the region
+    /// flushes them first.
+    pub skip_wal: bool,
+}
+
+impl RegionOptions {
+    pub const SKIP_WAL: RegionOptions = RegionOptions { skip_wal: true };
+}
+
+/// The roles [`Request::SetRole`] can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegionRole {
+    Leader,
+    Follower,
 }
 
 impl Request {
+    /// A create with the default options (the WAL on).
+    pub fn create(region_id: RegionId) -> Request {
+        Request::Create {
+            region_id,
+            options: RegionOptions::default(),
+        }
+    }
+
     pub fn region_id(&self) -> RegionId {
         match self {
-            Request::Create { region_id }
+            Request::Create { region_id, .. }
             | Request::Open { region_id }
             | Request::Write { region_id, .. }
             | Request::Flush { region_id }
@@ -63,7 +102,8 @@ impl Request {
             | Request::Truncate { region_id }
             | Request::Drop { region_id }
             | Request::Close { region_id }
-            | Request::Downgrade { region_id } => *region_id,
+            | Request::Downgrade { region_id }
+            | Request::SetRole { region_id, .. } => *region_id,
         }
     }
 
@@ -79,6 +119,7 @@ impl Request {
             Request::Drop { .. } => "drop",
             Request::Close { .. } => "close",
             Request::Downgrade { .. } => "downgrade",
+            Request::SetRole { .. } => "set_role",
         }
     }
 }
@@ -155,6 +196,9 @@ pub enum FlushReason {
     /// The region's last flush is older than the worker's auto-flush
     /// interval (mito2's periodic flush).
     Periodically,
+    /// A region that skips the WAL is closed with data in its memtables:
+    /// the close waits for this flush (mito2's `Closing`).
+    Closing,
 }
 
 impl FlushReason {
@@ -166,6 +210,7 @@ impl FlushReason {
             FlushReason::Downgrading => "downgrading",
             FlushReason::StallRelief => "stall_relief",
             FlushReason::Periodically => "periodically",
+            FlushReason::Closing => "closing",
         }
     }
 }

@@ -48,7 +48,7 @@ fn error_kinds_have_stable_snake_case_names() {
 fn request_kinds_and_flush_reasons_have_stable_names() {
     let region_id = RegionId(1);
     let kinds = [
-        (Request::Create { region_id }, "create"),
+        (Request::create(region_id), "create"),
         (Request::Open { region_id }, "open"),
         (
             Request::Write {

@@ -32,7 +32,7 @@ use flush_core::ports::{
     Ports, WorkerNotifier,
 };
 use flush_core::request::{
-    BackgroundNotify, ClientRequest, Output, Reply, Request, Responder, WorkerRequest,
+    BackgroundNotify, ClientRequest, Output, RegionRole, Reply, Request, Responder, WorkerRequest,
 };
 use flush_core::worker::{RegionWorker, WorkerConfig};
 use futures::future::{self, BoxFuture};
@@ -202,7 +202,7 @@ impl Rig {
     }
 
     fn create(&mut self, region_id: RegionId) {
-        let ticket = self.send("create", Request::Create { region_id });
+        let ticket = self.send("create", Request::create(region_id));
         self.expect_ok(ticket);
     }
 
@@ -536,7 +536,7 @@ fn a_flush_with_no_waiter_fails_without_a_pending_failed_event() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn create_is_refused_for_a_closed_region_and_starts_a_later_epoch_after_drop() {
+fn create_of_a_closed_region_opens_it_and_after_drop_starts_a_later_epoch() {
     let mut rig = Rig::new(ten_batch_buffer(), Bugs::NONE);
     rig.create(R1);
     rig.write_batches(R1, 1);
@@ -547,12 +547,15 @@ fn create_is_refused_for_a_closed_region_and_starts_a_later_epoch_after_drop() {
 
     let close = rig.send("close", Request::Close { region_id: R1 });
     rig.expect_ok(close);
-    let create = rig.send("create closed", Request::Create { region_id: R1 });
-    rig.expect_err(create, ErrorKind::RegionExists);
+    // As mito2's create_or_open: what is on disk is opened, as leader.
+    let create = rig.send("create closed", Request::create(R1));
+    rig.expect_ok(create);
     let open = rig.send("open", Request::Open { region_id: R1 });
     rig.expect_ok(open);
     let epoch_before_drop = rig.manifest(R1).epoch;
     assert_eq!(epoch_before_drop, 1, "a reopen bumps the epoch");
+    assert_eq!(rig.manifest(R1).leader_state, LeaderState::Writable);
+    assert_eq!(rig.manifest(R1).files.len(), 1, "the closed region's SST");
 
     let drop = rig.send("drop", Request::Drop { region_id: R1 });
     rig.expect_ok(drop);
@@ -641,6 +644,14 @@ fn sst_ids_differ_across_incarnations_so_no_flush_overwrites_another() {
             rig.expect_ok(close);
             let open = rig.send("open", Request::Open { region_id: R1 });
             rig.expect_ok(open);
+            let lead = rig.send(
+                "lead",
+                Request::SetRole {
+                    region_id: R1,
+                    role: RegionRole::Leader,
+                },
+            );
+            rig.expect_ok(lead);
         }
     }
     let manifest = rig.manifest(R1);

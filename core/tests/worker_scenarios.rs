@@ -673,8 +673,7 @@ fn reopen_replays_the_wal_after_the_flushed_entry_and_purges_orphan_ssts() {
     let close = scn.submit("close", Request::Close { region_id: R1 });
     scn.expect_ok(close);
     assert_eq!(scn.buffer_bytes(), (0, 0));
-    let open = scn.submit("open", Request::Open { region_id: R1 });
-    scn.expect_ok(open);
+    scn.reopen_as_leader(R1);
 
     let view = scn.view(R1);
     assert_eq!(

@@ -41,7 +41,7 @@ const fn knob(name: &'static str, low: u64, high: u64) -> Knob {
 }
 
 /// The workload knobs, in byte order.
-pub const KNOBS: [Knob; 21] = [
+pub const KNOBS: [Knob; 22] = [
     knob("workers", 1, 4),
     knob("regions", 1, 8),
     knob("clients", 1, 6),
@@ -67,6 +67,8 @@ pub const KNOBS: [Knob; 21] = [
     knob("notify_retry_limit", 1, 5),
     // As `Plan::from_seed` draws it (`AUTO_FLUSH_INTERVAL_MS`).
     knob("auto_flush_interval_ms", 50, 1_000),
+    // Regions 1..=n skip the WAL (`Workload::skip_wal_regions`).
+    knob("skip_wal_regions", 0, 3),
 ];
 
 impl Knob {
@@ -187,6 +189,7 @@ impl PlanInput {
             safety_budget_ms: 300_000,
             liveness_budget_ms: 60_000,
             auto_flush_interval_ms: Some(k("auto_flush_interval_ms")),
+            skip_wal_regions: narrow("skip_wal_regions"),
         };
         let classes = FaultClass::ALL
             .iter()
@@ -241,6 +244,7 @@ impl PlanInput {
                 "notify_retry_limit" => u64::from(w.notify_retry_limit),
                 // A plan without periodic flushes gets the longest interval.
                 "auto_flush_interval_ms" => w.auto_flush_interval_ms.unwrap_or(u64::MAX),
+                "skip_wal_regions" => u64::from(w.skip_wal_regions),
                 other => unreachable!("knob {other} has no workload field"),
             }
         };

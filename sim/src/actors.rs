@@ -11,7 +11,7 @@ use std::time::Duration;
 use flush_core::error::{ErrorKind, RequestError};
 use flush_core::ids::{RegionId, RequestId};
 use flush_core::memtable::RowValue;
-use flush_core::request::{ClientRequest, Reply, Request, Responder};
+use flush_core::request::{ClientRequest, RegionRole, Reply, Request, Responder};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{self, BoxFuture, Either};
 use futures::stream::FuturesUnordered;
@@ -208,7 +208,7 @@ enum Belief {
     Usable,
     /// Closed, dropped or never created: open it, or create it again.
     Missing,
-    /// Downgraded: close and reopen it to write again.
+    /// A follower (opened, or downgraded): make it leader to write again.
     ReadOnly,
 }
 
@@ -339,11 +339,23 @@ impl Client {
                 _ => return,
             },
             (Outcome::Ok(_), "drop" | "close") => Belief::Missing,
-            (Outcome::Ok(_), "downgrade") => Belief::ReadOnly,
-            (Outcome::Ok(_), "open" | "create") => Belief::Usable,
+            // A region opens as a follower.
+            (Outcome::Ok(_), "downgrade" | "open") => Belief::ReadOnly,
+            (Outcome::Ok(_), "create" | "set_role") => Belief::Usable,
             _ => return,
         };
         self.beliefs.insert(region_id, belief);
+    }
+
+    /// Makes a follower (an opened or downgraded region) leader again, as
+    /// the region server does when it holds the region's lease.
+    async fn lead(&mut self, region_id: RegionId) {
+        let role = RegionRole::Leader;
+        let led = self
+            .requester
+            .call(self.origin(), Request::SetRole { region_id, role })
+            .await;
+        self.observe((region_id, "set_role", led));
     }
 
     /// Brings a region the client believes lost back, one request at a time.
@@ -356,18 +368,7 @@ impl Client {
         let origin = self.origin();
         match belief {
             Belief::Usable => {}
-            Belief::ReadOnly => {
-                let closed = self
-                    .requester
-                    .call(origin, Request::Close { region_id })
-                    .await;
-                self.observe((region_id, "close", closed));
-                let opened = self
-                    .requester
-                    .call(origin, Request::Open { region_id })
-                    .await;
-                self.observe((region_id, "open", opened));
-            }
+            Belief::ReadOnly => self.lead(region_id).await,
             Belief::Missing => {
                 let opened = self
                     .requester
@@ -380,12 +381,14 @@ impl Client {
                         ..
                     }
                 );
+                let open_ok = opened.is_ok();
                 self.observe((region_id, "open", opened));
-                if not_found {
-                    let created = self
-                        .requester
-                        .call(origin, Request::Create { region_id })
-                        .await;
+                if open_ok {
+                    self.lead(region_id).await;
+                } else if not_found {
+                    let options = self.workload.region_options(region_id);
+                    let create = Request::Create { region_id, options };
+                    let created = self.requester.call(origin, create).await;
                     self.observe((region_id, "create", created));
                 }
             }

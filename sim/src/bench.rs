@@ -41,7 +41,7 @@ use flush_core::ports::{
     WorkerNotifier,
 };
 use flush_core::request::{
-    BackgroundNotify, ClientRequest, Reply, Request, Responder, WorkerRequest,
+    BackgroundNotify, ClientRequest, RegionRole, Reply, Request, Responder, WorkerRequest,
 };
 use flush_core::worker::RegionWorker;
 use futures::channel::{mpsc, oneshot};
@@ -484,11 +484,9 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
         let regions = regions.clone();
         let seed = plan.seed;
         async move {
-            let creates = regions.iter().map(|region_id| {
-                requester.call(Request::Create {
-                    region_id: *region_id,
-                })
-            });
+            let creates = regions
+                .iter()
+                .map(|region_id| requester.call(Request::create(*region_id)));
             future::join_all(creates).await;
             let clients = (0..workload.clients).map(|index| {
                 DirectClient {
@@ -766,11 +764,20 @@ impl DirectClient {
                 _ => return,
             },
             (Ok(()), "drop" | "close") => Belief::Missing,
-            (Ok(()), "downgrade") => Belief::ReadOnly,
-            (Ok(()), "open" | "create") => Belief::Usable,
+            (Ok(()), "downgrade" | "open") => Belief::ReadOnly,
+            (Ok(()), "create" | "set_role") => Belief::Usable,
             _ => return,
         };
         self.beliefs.insert(region_id, belief);
+    }
+
+    async fn lead(&mut self, region_id: RegionId) {
+        let role = RegionRole::Leader;
+        let led = self
+            .requester
+            .call(Request::SetRole { region_id, role })
+            .await;
+        self.observe((region_id, "set_role", led));
     }
 
     async fn recover(&mut self, region_id: RegionId) {
@@ -781,18 +788,16 @@ impl DirectClient {
             .unwrap_or(Belief::Usable);
         match belief {
             Belief::Usable => {}
-            Belief::ReadOnly => {
-                let closed = self.requester.call(Request::Close { region_id }).await;
-                self.observe((region_id, "close", closed));
-                let opened = self.requester.call(Request::Open { region_id }).await;
-                self.observe((region_id, "open", opened));
-            }
+            Belief::ReadOnly => self.lead(region_id).await,
             Belief::Missing => {
                 let opened = self.requester.call(Request::Open { region_id }).await;
                 let not_found = opened == Err(Some(ErrorKind::RegionNotFound));
+                let open_ok = opened.is_ok();
                 self.observe((region_id, "open", opened));
-                if not_found {
-                    let created = self.requester.call(Request::Create { region_id }).await;
+                if open_ok {
+                    self.lead(region_id).await;
+                } else if not_found {
+                    let created = self.requester.call(Request::create(region_id)).await;
                     self.observe((region_id, "create", created));
                 }
             }

@@ -163,9 +163,7 @@ async fn drive(
         .collect();
     for region_id in &regions {
         engine
-            .call(Request::Create {
-                region_id: *region_id,
-            })
+            .call(Request::create(*region_id))
             .await
             .map_err(|error| format!("creating {region_id}: {error}"))?;
     }

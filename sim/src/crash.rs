@@ -16,6 +16,7 @@
 //! compares what the regions hold with the ledger; then the held requests
 //! go through and the workload continues.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +25,7 @@ use flush_core::bugs::Bugs;
 use flush_core::durable::wal::WAL_DIR;
 use flush_core::error::ErrorKind;
 use flush_core::ids::{sst_path, RegionId};
-use flush_core::request::Request;
+use flush_core::request::{RegionRole, Request};
 use futures::future::{self, Either};
 use futures::StreamExt;
 use rand::Rng;
@@ -329,7 +330,16 @@ async fn reopen(context: &CrashContext, live: &[RegionId]) -> Vec<RegionId> {
                 )
                 .await;
             match outcome {
-                Outcome::Ok(_) => return Some(*region_id),
+                // Opened as a follower; the restarted node holds the lease.
+                Outcome::Ok(_) => {
+                    let role = RegionRole::Leader;
+                    let lead = Request::SetRole {
+                        region_id: *region_id,
+                        role,
+                    };
+                    let _ = context.requester.call(Origin::Restart, lead).await;
+                    return Some(*region_id);
+                }
                 Outcome::Err {
                     kind: ErrorKind::RegionNotFound,
                     ..
@@ -403,9 +413,10 @@ async fn check_recovery(
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         oracle::decode_recovered(&recovered, &mut cache)
     };
+    let unlogged = unlogged_regions(&context.workload, &context.regions);
     let (problems, stats) = world.with(|state| {
         let entries: Vec<&LedgerEntry> = state.ledger.entries().collect();
-        oracle::recovery_problems(&recovered, &decoded, &entries)
+        oracle::recovery_problems(&recovered, &decoded, &entries, &unlogged)
     });
     *record = RecoveryRecord {
         regions_reopened: reopened.len() as u64,
@@ -425,4 +436,13 @@ async fn check_recovery(
             ),
         );
     }
+}
+
+/// The regions of `regions` that skip the WAL.
+pub fn unlogged_regions(workload: &Workload, regions: &[RegionId]) -> BTreeSet<RegionId> {
+    regions
+        .iter()
+        .copied()
+        .filter(|region_id| workload.region_options(*region_id).skip_wal)
+        .collect()
 }

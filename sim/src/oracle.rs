@@ -177,6 +177,8 @@ pub struct LivenessObservation {
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
     pub regions: Vec<RegionId>,
+    /// The regions that skip the WAL.
+    pub unlogged: BTreeSet<RegionId>,
     pub liveness: LivenessObservation,
     /// `None` when a worker could not be inspected (stuck in a request).
     pub views: Option<Vec<WorkerView>>,
@@ -347,8 +349,7 @@ pub fn check_run(observed: &Observations, state: &WorldState) -> (Vec<CheckResul
         reply_kind(
             &ledger_entries,
             &state.faults,
-            &observed.manifest_history,
-            observed.shutdown_step,
+            observed,
             &crash_steps,
             &state.crash.stop_windows,
             violations,
@@ -363,7 +364,12 @@ pub fn check_run(observed: &Observations, state: &WorldState) -> (Vec<CheckResul
         no_orphan_ssts(observed, violations),
         idle_memory(observed, violations),
         version_matches_manifest(observed, violations),
-        writability(&ledger_entries, &observed.manifest_history, violations),
+        writability(
+            &ledger_entries,
+            &observed.manifest_history,
+            &observed.unlogged,
+            violations,
+        ),
         metrics_agree(observed, violations),
     ];
     (checks, stats)
@@ -420,6 +426,7 @@ const LIFECYCLE: &[&str] = &[
     "truncate",
     "downgrade",
     "alter",
+    "set_role",
 ];
 const MANIFEST_FAULTS: &[FaultClass] = &[
     FaultClass::ManifestFailure,
@@ -439,7 +446,8 @@ fn cause_of(kind: ErrorKind) -> Cause {
         ErrorKind::RegionDropped => Cause::Requests(&["drop"]),
         ErrorKind::RegionClosed => Cause::Requests(&["close"]),
         ErrorKind::RegionTruncated => Cause::Requests(&["truncate"]),
-        ErrorKind::RegionReadOnly => Cause::Requests(&["downgrade"]),
+        // A region opens as a follower; a downgrade makes one.
+        ErrorKind::RegionReadOnly => Cause::Requests(&["downgrade", "open"]),
         ErrorKind::RegionNotFound => Cause::NotOpen,
         ErrorKind::RegionExists | ErrorKind::WriteStallFull => Cause::Always,
         ErrorKind::FlushFailed => Cause::Either(LIFECYCLE, FLUSH_FAULTS),
@@ -463,12 +471,16 @@ fn cause_of(kind: ErrorKind) -> Cause {
 fn reply_kind(
     entries: &[&LedgerEntry],
     faults: &FaultLog,
-    history: &[ManifestRecord],
-    shutdown_step: u64,
+    observed: &Observations,
     crash_steps: &[u64],
     stop_windows: &[(u64, u64)],
     violations: &Violations,
 ) -> CheckResult {
+    let (history, shutdown_step, unlogged) = (
+        &observed.manifest_history[..],
+        observed.shutdown_step,
+        &observed.unlogged,
+    );
     let mut by_region: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
     for entry in entries {
         by_region.entry(entry.region_id).or_default().push(entry);
@@ -520,7 +532,7 @@ fn reply_kind(
             ));
         }
     }
-    let flushes = covering_promises(&by_region, history, "flush", &mut problems);
+    let flushes = covering_promises(&by_region, history, unlogged, "flush", &mut problems);
     CheckResult::from_problems(
         REPLY_KIND,
         format!("{errors} error replies, each with a cause; {flushes} flushes kept their promise"),
@@ -535,6 +547,7 @@ fn reply_kind(
 fn covering_promises(
     by_region: &BTreeMap<RegionId, Vec<&LedgerEntry>>,
     history: &[ManifestRecord],
+    unlogged: &BTreeSet<RegionId>,
     kind: &str,
     problems: &mut Vec<String>,
 ) -> usize {
@@ -551,11 +564,26 @@ fn covering_promises(
             let Some(replied) = flush.replied_step else {
                 continue;
             };
+
             // The manifest as it stood when the answer was seen.
             let Some(at_reply) = records.iter().rev().find(|r| r.step <= replied) else {
                 continue;
             };
             if at_reply.dropped {
+                continue;
+            }
+            // mito2 answers a downgrade of a follower at once: the data is
+            // not its to flush. Only an open (or set_role) makes the
+            // manifest say follower (a downgrade leaves it downgrading), so
+            // a follower anywhere in the request's flight may have met it.
+            let follower_in_flight = records
+                .iter()
+                .rev()
+                .skip_while(|r| r.step > replied)
+                .take_while(|r| r.step > flush.issued_step)
+                .chain(records.iter().rev().find(|r| r.step <= flush.issued_step))
+                .any(|r| r.follower);
+            if kind == "downgrade" && follower_in_flight {
                 continue;
             }
             // Writes of that incarnation: issued after it was created.
@@ -569,7 +597,11 @@ fn covering_promises(
             let covered = region
                 .iter()
                 .filter(|w| {
-                    w.issued_step > created && w.replied_step.is_some_and(|s| s < flush.issued_step)
+                    w.issued_step > created
+                        && w.replied_step.is_some_and(|s| s < flush.issued_step)
+                        // Without a WAL, a write of an engine that ended
+                        // may be gone, and sequences start over after it.
+                        && !(unlogged.contains(region_id) && w.generation != flush.generation)
                 })
                 .filter_map(|w| match w.outcome {
                     Outcome::Ok(Output::Written {
@@ -853,7 +885,10 @@ fn idle_memory(observed: &Observations, violations: &Violations) -> CheckResult 
         .flat_map(|view| {
             view.regions
                 .iter()
-                .filter(|(_, region)| region.mutable_bytes > 0)
+                // A follower's memory waits for its leadership, as in mito2.
+                .filter(|(_, region)| {
+                    region.mutable_bytes > 0 && region.leader_state == LeaderState::Writable
+                })
                 .map(move |(id, region)| {
                     format!(
                         "{id} in worker {} ({} bytes)",
@@ -952,6 +987,7 @@ fn version_matches_manifest(observed: &Observations, violations: &Violations) ->
 fn writability(
     entries: &[&LedgerEntry],
     history: &[ManifestRecord],
+    unlogged: &BTreeSet<RegionId>,
     violations: &Violations,
 ) -> CheckResult {
     let mut problems = Vec::new();
@@ -981,7 +1017,7 @@ fn writability(
             ));
         }
     }
-    let downgrades = covering_promises(&by_region, history, "downgrade", &mut problems);
+    let downgrades = covering_promises(&by_region, history, unlogged, "downgrade", &mut problems);
     CheckResult::from_problems(
         WRITABILITY,
         format!("{writes} acknowledged writes on writable regions; {downgrades} downgrades kept their promise"),
@@ -1114,6 +1150,49 @@ fn expect_of(write: &LedgerEntry, erasers: &[&LedgerEntry]) -> Expect {
     }
 }
 
+/// Regions that skip the WAL, and what flushed them. An acknowledged
+/// write to such a region outlives its engine (a crash, a stop) only if a
+/// close, flush or downgrade of the region sent after the ack answered Ok
+/// on that same engine: otherwise its rows were only ever in memory, and
+/// losing them is the option's contract, not a bug.
+pub struct Unlogged<'a> {
+    regions: &'a BTreeSet<RegionId>,
+    /// The latest engine generation any request went to.
+    current_generation: u64,
+    flushes: BTreeMap<RegionId, Vec<&'a LedgerEntry>>,
+}
+
+impl<'a> Unlogged<'a> {
+    pub fn new(regions: &'a BTreeSet<RegionId>, entries: &[&'a LedgerEntry]) -> Self {
+        let mut flushes: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
+        for entry in entries.iter().filter(|entry| {
+            matches!(entry.kind, "close" | "flush" | "downgrade") && entry.outcome.is_ok()
+        }) {
+            flushes.entry(entry.region_id).or_default().push(entry);
+        }
+        Unlogged {
+            regions,
+            current_generation: entries.iter().map(|e| e.generation).max().unwrap_or(0),
+            flushes,
+        }
+    }
+
+    fn may_be_lost(&self, write: &LedgerEntry) -> bool {
+        if !self.regions.contains(&write.region_id) || write.generation >= self.current_generation {
+            return false;
+        }
+        let Some(acked) = write.replied_step else {
+            return true;
+        };
+        let flushed = self.flushes.get(&write.region_id).is_some_and(|flushes| {
+            flushes
+                .iter()
+                .any(|flush| flush.generation == write.generation && flush.issued_step > acked)
+        });
+        !flushed
+    }
+}
+
 /// Every row at the end: SSTs of live manifests, memtables of open regions,
 /// and for a closed region the WAL tail its next open would replay.
 fn found_rows<'a>(observed: &'a Observations, decoded: &'a Decoded) -> Vec<Found<'a>> {
@@ -1170,7 +1249,8 @@ fn no_lost_rows(
     violations: &Violations,
 ) -> (CheckResult, u64) {
     let found = found_rows(observed, decoded);
-    let (problems, checked) = row_problems(&found, entries, |_| true);
+    let unlogged = Unlogged::new(&observed.unlogged, entries);
+    let (problems, checked) = row_problems(&found, entries, &unlogged, |_| true);
     let check = CheckResult::from_problems(
         NO_LOST_ROWS,
         format!(
@@ -1191,6 +1271,7 @@ fn no_lost_rows(
 fn row_problems(
     found: &[Found<'_>],
     entries: &[&LedgerEntry],
+    unlogged: &Unlogged<'_>,
     in_scope: impl Fn(RegionId) -> bool,
 ) -> (Vec<String>, u64) {
     let mut erasers: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
@@ -1210,7 +1291,11 @@ fn row_problems(
                 .get(&entry.region_id)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            Some((rows.first_row_id, *entry, expect_of(entry, region_erasers)))
+            let expect = match expect_of(entry, region_erasers) {
+                Expect::Present if unlogged.may_be_lost(entry) => Expect::Either,
+                expect => expect,
+            };
+            Some((rows.first_row_id, *entry, expect))
         })
         .collect();
     writes.sort_by_key(|(first_row_id, _, _)| *first_row_id);
@@ -1489,6 +1574,7 @@ pub fn recovery_problems(
     recovered: &[RecoveredRegion],
     decoded: &Decoded,
     entries: &[&LedgerEntry],
+    unlogged: &BTreeSet<RegionId>,
 ) -> (Vec<String>, RecoveryStats) {
     let mut problems = Vec::new();
     let mut found = Vec::new();
@@ -1518,7 +1604,8 @@ pub fn recovery_problems(
         }));
     }
     let in_scope = |region_id: RegionId| recovered.iter().any(|r| r.region_id == region_id);
-    let (row_problems, rows_checked) = row_problems(&found, entries, in_scope);
+    let unlogged = Unlogged::new(unlogged, entries);
+    let (row_problems, rows_checked) = row_problems(&found, entries, &unlogged, in_scope);
     problems.extend(row_problems);
     let stats = RecoveryStats {
         rows_checked,

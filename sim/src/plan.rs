@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use flush_core::bugs::Bugs;
+use flush_core::ids::RegionId;
+use flush_core::request::RegionOptions;
 use flush_core::worker::WorkerConfig;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,6 +34,11 @@ impl Plan {
         // Drawn last, so every older draw stays where it was: short enough
         // that periodic flushes fire within a run.
         workload.auto_flush_interval_ms = Some(rng.gen_range(AUTO_FLUSH_INTERVAL_MS));
+        // Then the regions that skip the WAL: none in half the seeds, so
+        // the WAL's own faults keep their reach.
+        if rng.gen_bool(0.5) {
+            workload.skip_wal_regions = rng.gen_range(1..=workload.regions.max(1).div_ceil(3));
+        }
         Plan {
             seed,
             workload,
@@ -126,6 +133,14 @@ pub struct Workload {
     /// The workers' auto-flush interval (periodic flush); absent: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_flush_interval_ms: Option<u64>,
+    /// Regions `1..=skip_wal_regions` skip the WAL (mito2's `skip_wal`):
+    /// their unflushed rows are lost on a crash or a stop by design.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skip_wal_regions: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// Rates of the non-write requests, per mille of writes.
@@ -185,8 +200,10 @@ impl Workload {
             notify_retry_backoff_ms: 1,
             safety_budget_ms: 600_000,
             liveness_budget_ms: 60_000,
-            // Pinned: the benchmark workload never had periodic flushes.
+            // Pinned: the benchmark workload never had periodic flushes
+            // nor regions without a WAL.
             auto_flush_interval_ms: None,
+            skip_wal_regions: 0,
         }
     }
 
@@ -224,6 +241,14 @@ impl Workload {
             safety_budget_ms: 300_000,
             liveness_budget_ms: 60_000,
             auto_flush_interval_ms: None,
+            skip_wal_regions: 0,
+        }
+    }
+
+    /// The options `region_id` is created with.
+    pub fn region_options(&self, region_id: RegionId) -> RegionOptions {
+        RegionOptions {
+            skip_wal: region_id.0 <= u64::from(self.skip_wal_regions),
         }
     }
 

@@ -402,12 +402,12 @@ async fn simulate(
 
     world.trace("phase", "setup".to_string());
     let creates = regions.iter().map(|region_id| {
-        requester.call(
-            Origin::Setup,
-            Request::Create {
-                region_id: *region_id,
-            },
-        )
+        let options = workload.region_options(*region_id);
+        let create = Request::Create {
+            region_id: *region_id,
+            options,
+        };
+        requester.call(Origin::Setup, create)
     });
     futures::future::join_all(creates).await;
 
@@ -510,6 +510,11 @@ async fn simulate(
         futures::future::join_all(reopens),
     )
     .await;
+    // One last tick, as a running engine would give: a reopened follower
+    // may have filled the buffer that only another worker's regions can
+    // flush, and that worker hears of it on its next request or tick.
+    rig.router
+        .send_to_all(|| flush_core::request::WorkerRequest::Tick);
     let quiescent = settle(&world, &rig).await;
     let current = rig.current();
     let inspected = current
@@ -551,6 +556,7 @@ async fn simulate(
     let sim_ms = world.now_ms();
     world.trace("phase", format!("done at {sim_ms} ms"));
     let observed = Observations {
+        unlogged: crate::crash::unlogged_regions(&workload, &regions),
         regions,
         liveness: LivenessObservation {
             stalled_writes,

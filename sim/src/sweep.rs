@@ -41,6 +41,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "orphan_purged",
     "failed_flush_file_removed",
     "periodic_flush",
+    "closing_flush",
     // Crash windows (sim marks): every one hit somewhere in the sweep.
     "crash_any_time",
     "crash_mid_sst_write",

@@ -18,6 +18,10 @@
 //!
 //! - periodic flushes (sweep plans draw an auto-flush interval) expose
 //!   `periodic-flush-bypasses-scheduler`: only the periodic path has it.
+//! - regions that skip the WAL (sweep plans make some) expose
+//!   `close-drops-unlogged-rows`: a region with a WAL replays what a close
+//!   dropped, so only an unlogged one loses it (its closing flush is the
+//!   `closing_flush` mark).
 //!
 //! And each end-state check with a bug only it sees (some seed fails that
 //! check alone): `no_orphan_ssts` with `keep-files-of-failed-flush` (rows
@@ -159,5 +163,19 @@ fn only_periodic_flushes_expose_a_periodic_flush_that_bypasses_the_scheduler() {
         "periodic flushes off",
         without_periodic,
         PlantedBug::PeriodicFlushBypassesScheduler,
+    );
+}
+
+#[test]
+fn only_regions_without_a_wal_expose_a_close_that_drops_unlogged_rows() {
+    let all_logged = |seed| {
+        let mut plan = Plan::from_seed(seed);
+        plan.workload.skip_wal_regions = 0;
+        plan
+    };
+    assert_only_with(
+        "every region logged",
+        all_logged,
+        PlantedBug::CloseDropsUnloggedRows,
     );
 }

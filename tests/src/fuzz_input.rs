@@ -20,7 +20,7 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<Op>> {
 }
 
 /// Number of [`Op`] variants; `encode` picks a variant by its index.
-const OP_VARIANTS: u64 = 16;
+const OP_VARIANTS: u64 = 17;
 
 /// Bytes that [`decode`] turns into `ops`.
 pub fn encode(ops: &[Op]) -> Vec<u8> {
@@ -29,6 +29,7 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
         // A `Vec` taking the rest of the input: a "keep going" bool, then
         // the element.
         bytes.push(1);
+        let leader_fields;
         let (variant, fields): (u64, &[u8]) = match op {
             Op::Write { region, rows } => (0, &[*region, *rows]),
             Op::Flush { region } => (1, std::slice::from_ref(region)),
@@ -39,13 +40,17 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
             Op::Open { region } => (6, std::slice::from_ref(region)),
             Op::Create { region } => (7, std::slice::from_ref(region)),
             Op::Downgrade { region } => (8, std::slice::from_ref(region)),
-            Op::RunJob => (9, &[]),
-            Op::RejectNextJob => (10, &[]),
-            Op::FailNextManifest => (11, &[]),
-            Op::FailNextFreeze => (12, &[]),
-            Op::Tick => (13, &[]),
-            Op::LoseJob => (14, &[]),
-            Op::Stop => (15, &[]),
+            Op::SetRole { region, leader } => {
+                leader_fields = [*region, u8::from(*leader)];
+                (9, &leader_fields)
+            }
+            Op::RunJob => (10, &[]),
+            Op::RejectNextJob => (11, &[]),
+            Op::FailNextManifest => (12, &[]),
+            Op::FailNextFreeze => (13, &[]),
+            Op::Tick => (14, &[]),
+            Op::LoseJob => (15, &[]),
+            Op::Stop => (16, &[]),
         };
         // The derive picks variant `(u32 * count) >> 32`; take the
         // smallest u32 that lands on `variant`.
@@ -74,6 +79,14 @@ mod tests {
             Op::Open { region: 2 },
             Op::Create { region: 1 },
             Op::Downgrade { region: 0 },
+            Op::SetRole {
+                region: 1,
+                leader: true,
+            },
+            Op::SetRole {
+                region: 2,
+                leader: false,
+            },
             Op::RunJob,
             Op::RejectNextJob,
             Op::FailNextManifest,

@@ -129,15 +129,39 @@ impl std::fmt::Display for Outcome {
 /// A client request as the model sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelRequest {
-    Write { region: Slot, bytes: usize },
-    Flush { region: Slot },
-    Alter { region: Slot },
-    Truncate { region: Slot },
-    Drop { region: Slot },
-    Close { region: Slot },
-    Open { region: Slot },
-    Create { region: Slot },
-    Downgrade { region: Slot },
+    Write {
+        region: Slot,
+        bytes: usize,
+    },
+    Flush {
+        region: Slot,
+    },
+    Alter {
+        region: Slot,
+    },
+    Truncate {
+        region: Slot,
+    },
+    Drop {
+        region: Slot,
+    },
+    Close {
+        region: Slot,
+    },
+    Open {
+        region: Slot,
+    },
+    Create {
+        region: Slot,
+    },
+    Downgrade {
+        region: Slot,
+    },
+    /// `leader`: set_role(Leader), else set_role(Follower).
+    SetRole {
+        region: Slot,
+        leader: bool,
+    },
 }
 
 impl ModelRequest {
@@ -151,7 +175,8 @@ impl ModelRequest {
             | ModelRequest::Close { region }
             | ModelRequest::Open { region }
             | ModelRequest::Create { region }
-            | ModelRequest::Downgrade { region } => region,
+            | ModelRequest::Downgrade { region }
+            | ModelRequest::SetRole { region, .. } => region,
         }
     }
 }
@@ -581,6 +606,9 @@ impl SchedulerModel {
             ModelRequest::Open { .. } => self.handle_open(request.no, region),
             ModelRequest::Create { .. } => self.handle_create(request.no, region),
             ModelRequest::Downgrade { .. } => self.handle_downgrade(request.no, region),
+            ModelRequest::SetRole { leader, .. } => {
+                self.handle_set_role(request.no, region, leader)
+            }
         }
     }
 
@@ -622,8 +650,11 @@ impl SchedulerModel {
     }
 
     fn handle_flush(&mut self, no: RequestNo, region: Slot) {
-        if !self.regions.contains_key(&region) {
+        let Some(leader) = self.regions.get(&region).map(|r| r.leader) else {
             return self.answer_err(no, ErrorKind::RegionNotFound);
+        };
+        if leader == LeaderState::Follower {
+            return self.answer_err(no, ErrorKind::RegionReadOnly);
         }
         let _ = self.schedule_flush(region, vec![no]);
     }
@@ -720,8 +751,11 @@ impl SchedulerModel {
     }
 
     fn handle_drop(&mut self, no: RequestNo, region: Slot) {
-        if !self.regions.contains_key(&region) {
+        let Some(leader) = self.regions.get(&region).map(|r| r.leader) else {
             return self.answer_err(no, ErrorKind::RegionNotFound);
+        };
+        if leader != LeaderState::Writable {
+            return self.answer_err(no, ErrorKind::RegionReadOnly);
         }
         if self.manifest_change_fails() {
             return self.answer_err(no, ErrorKind::Manifest);
@@ -732,29 +766,36 @@ impl SchedulerModel {
         self.answer(no, Outcome::Ok);
     }
 
+    /// Closing a region that is not open succeeds, as in mito2.
     fn handle_close(&mut self, no: RequestNo, region: Slot) {
         if !self.regions.contains_key(&region) {
-            return self.answer_err(no, ErrorKind::RegionNotFound);
+            return self.answer(no, Outcome::Ok);
         }
         self.remove_region(region, ErrorKind::RegionClosed);
         self.answer(no, Outcome::Ok);
     }
 
-    /// Reopens from the manifest (new epoch) and replays the WAL after the
-    /// flushed (or truncated) entry id into the mutable memtable.
+    /// Reopens from the manifest (new epoch, a follower) and replays the
+    /// WAL after the flushed (or truncated) entry id into the mutable
+    /// memtable.
     fn handle_open(&mut self, no: RequestNo, region: Slot) {
         if self.regions.contains_key(&region) {
             return self.answer(no, Outcome::Ok);
         }
+        let outcome = self.open_region(region);
+        self.answer(no, outcome);
+    }
+
+    fn open_region(&mut self, region: Slot) -> Outcome {
         if self.manifests.get(&region).is_none_or(|m| m.dropped) {
-            return self.answer_err(no, ErrorKind::RegionNotFound);
+            return Outcome::Err(ErrorKind::RegionNotFound);
         }
         if self.manifest_change_fails() {
-            return self.answer_err(no, ErrorKind::Manifest);
+            return Outcome::Err(ErrorKind::Manifest);
         }
         let manifest = self.manifest_mut(region);
         manifest.epoch += 1;
-        manifest.leader = LeaderState::Writable;
+        manifest.leader = LeaderState::Follower;
         let (epoch, replay_from) = (manifest.epoch, manifest.replay_from_entry_id());
         let replayed: Vec<WalEntryModel> = self
             .wal
@@ -772,24 +813,61 @@ impl SchedulerModel {
             region,
             RegionModel {
                 epoch,
-                leader: LeaderState::Writable,
+                leader: LeaderState::Follower,
                 mutable,
                 immutables: Vec::new(),
                 last_entry_id,
                 last_flush_ms: self.now_ms,
             },
         );
+        Outcome::Ok
+    }
+
+    /// set_role: at once, no flush; a region that has the role already is
+    /// left alone.
+    fn handle_set_role(&mut self, no: RequestNo, region: Slot, leader: bool) {
+        let Some(current) = self.regions.get(&region).map(|r| r.leader) else {
+            return self.answer_err(no, ErrorKind::RegionNotFound);
+        };
+        let next = if leader {
+            LeaderState::Writable
+        } else {
+            LeaderState::Follower
+        };
+        if current == next {
+            return self.answer(no, Outcome::Ok);
+        }
+        if self.manifest_change_fails() {
+            return self.answer_err(no, ErrorKind::Manifest);
+        }
+        self.manifest_mut(region).leader = next;
+        self.regions.get_mut(&region).expect("checked above").leader = next;
         self.answer(no, Outcome::Ok);
     }
 
     /// Creates a region, or a new incarnation of a dropped one (a later
     /// epoch, an empty WAL).
+    /// Creating a region that is open succeeds; one on disk is opened and
+    /// made leader (mito2's create_or_open).
     fn handle_create(&mut self, no: RequestNo, region: Slot) {
         if self.regions.contains_key(&region) {
-            return self.answer_err(no, ErrorKind::RegionExists);
+            return self.answer(no, Outcome::Ok);
         }
         let epoch = match self.manifests.get(&region) {
-            Some(old) if !old.dropped => return self.answer_err(no, ErrorKind::RegionExists),
+            Some(old) if !old.dropped => {
+                let opened = self.open_region(region);
+                if opened != Outcome::Ok {
+                    return self.answer(no, opened);
+                }
+                if self.manifest_change_fails() {
+                    // Opened but not led: the core drops what it opened.
+                    self.regions.remove(&region);
+                    return self.answer_err(no, ErrorKind::Manifest);
+                }
+                self.manifest_mut(region).leader = LeaderState::Writable;
+                self.regions.get_mut(&region).expect("just opened").leader = LeaderState::Writable;
+                return self.answer(no, Outcome::Ok);
+            }
             Some(old) => old.epoch + 1,
             None => 0,
         };
@@ -1040,7 +1118,11 @@ impl SchedulerModel {
         let largest = self
             .regions
             .iter()
-            .filter(|(slot, r)| self.bytes(r.mutable) > 0 && !self.statuses.contains_key(slot))
+            .filter(|(slot, r)| {
+                r.leader == LeaderState::Writable
+                    && self.bytes(r.mutable) > 0
+                    && !self.statuses.contains_key(slot)
+            })
             .map(|(slot, r)| (self.bytes(r.mutable), *slot))
             .max();
         if let Some((_, region)) = largest {
@@ -1056,7 +1138,9 @@ impl SchedulerModel {
         }
         let largest = self
             .regions
-            .keys()
+            .iter()
+            .filter(|(_, r)| r.leader != LeaderState::Follower)
+            .map(|(slot, _)| slot)
             .filter(|slot| !self.memtables_empty(**slot) && !self.statuses.contains_key(slot))
             .map(|slot| (self.region_bytes(*slot), *slot))
             .max();

@@ -31,7 +31,7 @@ use flush_core::ids::RegionId;
 use flush_core::local::{LocalEngine, MemoryObjectStore, StuckFuture};
 use flush_core::manifest::LeaderState;
 use flush_core::memtable::{RowValue, ROW_OVERHEAD_BYTES};
-use flush_core::request::{Reply, Request};
+use flush_core::request::{RegionRole, Reply, Request};
 use flush_core::worker::WorkerConfig;
 use futures::channel::oneshot;
 use proptest::prelude::*;
@@ -94,6 +94,11 @@ pub enum Op {
     Downgrade {
         region: u8,
     },
+    /// set_role(Leader) if `leader`, else set_role(Follower).
+    SetRole {
+        region: u8,
+        leader: bool,
+    },
     /// Runs the oldest queued flush job and delivers its result.
     RunJob,
     /// The job scheduler refuses the next job.
@@ -145,6 +150,10 @@ impl Op {
             Op::Downgrade { region } => Op::Downgrade {
                 region: slot(region),
             },
+            Op::SetRole { region, leader } => Op::SetRole {
+                region: slot(region),
+                leader,
+            },
             other => other,
         }
     }
@@ -164,6 +173,7 @@ impl Op {
             Op::Open { region } => ModelRequest::Open { region },
             Op::Create { region } => ModelRequest::Create { region },
             Op::Downgrade { region } => ModelRequest::Downgrade { region },
+            Op::SetRole { region, leader } => ModelRequest::SetRole { region, leader },
             Op::RunJob
             | Op::RejectNextJob
             | Op::FailNextManifest
@@ -188,6 +198,14 @@ impl fmt::Display for Op {
             Op::Open { region } => write!(f, "open(r{region})"),
             Op::Create { region } => write!(f, "create(r{region})"),
             Op::Downgrade { region } => write!(f, "downgrade(r{region})"),
+            Op::SetRole {
+                region,
+                leader: true,
+            } => write!(f, "lead(r{region})"),
+            Op::SetRole {
+                region,
+                leader: false,
+            } => write!(f, "follow(r{region})"),
             Op::RunJob => f.write_str("run-job"),
             Op::RejectNextJob => f.write_str("reject-next-job"),
             Op::FailNextManifest => f.write_str("fail-next-manifest"),
@@ -214,6 +232,8 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => region().prop_map(|region| Op::Open { region }),
         1 => region().prop_map(|region| Op::Create { region }),
         1 => region().prop_map(|region| Op::Downgrade { region }),
+        3 => region().prop_map(|region| Op::SetRole { region, leader: true }),
+        1 => region().prop_map(|region| Op::SetRole { region, leader: false }),
         1 => Just(Op::RejectNextJob),
         1 => Just(Op::FailNextManifest),
         1 => Just(Op::FailNextFreeze),
@@ -734,8 +754,16 @@ fn core_request(request: ModelRequest, no: usize) -> Request {
         ModelRequest::Drop { .. } => Request::Drop { region_id: region },
         ModelRequest::Close { .. } => Request::Close { region_id: region },
         ModelRequest::Open { .. } => Request::Open { region_id: region },
-        ModelRequest::Create { .. } => Request::Create { region_id: region },
+        ModelRequest::Create { .. } => Request::create(region),
         ModelRequest::Downgrade { .. } => Request::Downgrade { region_id: region },
+        ModelRequest::SetRole { leader, .. } => Request::SetRole {
+            region_id: region,
+            role: if leader {
+                RegionRole::Leader
+            } else {
+                RegionRole::Follower
+            },
+        },
     }
 }
 

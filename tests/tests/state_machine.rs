@@ -201,7 +201,7 @@ fn generated_ops_reach_the_interesting_states() {
         TestRng::deterministic_rng(RngAlgorithm::ChaCha),
     );
     let mut coverage = Coverage::default();
-    for _ in 0..200 {
+    for _ in 0..1500 {
         let ops = ops_strategy(40)
             .new_tree(&mut runner)
             .expect("ops strategy")
@@ -247,6 +247,9 @@ fn generated_ops_reach_the_interesting_states() {
         ("open", "ok"),
         ("open", "error manifest"),
         ("create", "ok"),
+        ("set_role", "ok"),
+        ("flush", "error region_read_only"),
+        ("drop", "error region_read_only"),
     ];
     let missing_replies: Vec<_> = replies
         .iter()
@@ -289,8 +292,8 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         "the op level's manifest failures change nothing, so deleting is harmless; the simulator's manifest_ambiguous_commit finds it",
     ),
     (
-        PlantedBug::StopDropsStalledWrites,
-        "the op driver stops its engine only at the end, with nothing stalled; the simulator's graceful_stop finds it",
+        PlantedBug::CloseDropsUnloggedRows,
+        "the op level's regions all keep their WAL; the simulator's skip-WAL regions find it",
     ),
     (
         PlantedBug::PanicSkipsReadBack,

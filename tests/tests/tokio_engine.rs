@@ -12,7 +12,7 @@ use flush_core::fs::StdFs;
 use flush_core::ids::RegionId;
 use flush_core::memtable::{Row, RowValue};
 use flush_core::ports::{JobScheduler, ManifestStore, ObjectStore};
-use flush_core::request::{Output, Request};
+use flush_core::request::{Output, RegionRole, Request};
 use flush_core::sst;
 use flush_core::tokio_engine::jobs::TokioJobs;
 use flush_core::tokio_engine::{Stores, TokioEngine, TokioEngineConfig};
@@ -121,7 +121,7 @@ async fn rows_in_ssts(stores: &DurableStores, region_id: RegionId) -> Vec<Row> {
 async fn acknowledged_rows_come_back_exactly_once_after_a_stop_and_a_start() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (engine, _) = start(dir.path());
-    on_every_region(&engine, |region_id| Request::Create { region_id }).await;
+    on_every_region(&engine, Request::create).await;
     let mut acknowledged = write_all(&engine, 0, 30).await;
     // One region flushed by hand; the others keep rows only in the WAL.
     assert_eq!(
@@ -139,6 +139,12 @@ async fn acknowledged_rows_come_back_exactly_once_after_a_stop_and_a_start() {
 
     let (engine, stores) = start(dir.path());
     on_every_region(&engine, |region_id| Request::Open { region_id }).await;
+    // Regions open as followers; this engine holds their leases.
+    on_every_region(&engine, |region_id| Request::SetRole {
+        region_id,
+        role: RegionRole::Leader,
+    })
+    .await;
     for (region_id, more) in write_all(&engine, 30, 5).await {
         acknowledged.entry(region_id).or_default().extend(more);
     }
@@ -160,7 +166,7 @@ async fn acknowledged_rows_come_back_exactly_once_after_a_stop_and_a_start() {
 async fn a_graceful_stop_answers_every_request_it_holds() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (engine, _) = start(dir.path());
-    on_every_region(&engine, |region_id| Request::Create { region_id }).await;
+    on_every_region(&engine, Request::create).await;
     let mut receivers = Vec::new();
     for write in 0..40 {
         for region_id in REGIONS {

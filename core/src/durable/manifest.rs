@@ -261,7 +261,7 @@ pub fn encode(manifest: &RegionManifest) -> Vec<u8> {
     payload.put_u64(manifest.flushed_entry_id);
     payload.put_u64(manifest.flushed_sequence);
     payload.put_u64(manifest.truncated_entry_id);
-    payload.put_u8(u8::from(manifest.dropped));
+    payload.put_u8(flags(manifest));
     payload.put_u32(u32::try_from(manifest.files.len()).unwrap_or(u32::MAX));
     for file in manifest.files.values() {
         payload.put_u64(file.file_id.0);
@@ -312,11 +312,12 @@ fn decode_payload(payload: &[u8]) -> Result<RegionManifest, String> {
     manifest.flushed_entry_id = reader.u64("the flushed entry id")?;
     manifest.flushed_sequence = reader.u64("the flushed sequence")?;
     manifest.truncated_entry_id = reader.u64("the truncated entry id")?;
-    manifest.dropped = match reader.u8("the dropped flag")? {
-        0 => false,
-        1 => true,
-        other => return Err(format!("dropped flag {other}")),
-    };
+    let flags = reader.u8("the flags")?;
+    if flags & !(DROPPED | SKIP_WAL) != 0 {
+        return Err(format!("unknown flags {flags:#04x}"));
+    }
+    manifest.dropped = flags & DROPPED != 0;
+    manifest.skip_wal = flags & SKIP_WAL != 0;
     let count = reader.count("files", FILE_META_BYTES)?;
     for _ in 0..count {
         let file = FileMeta {
@@ -332,6 +333,22 @@ fn decode_payload(payload: &[u8]) -> Result<RegionManifest, String> {
     }
     reader.finish("file")?;
     Ok(manifest)
+}
+
+/// Bits of the flags byte. A file written before `SKIP_WAL` existed has
+/// only `DROPPED` there, so it still reads the same.
+const DROPPED: u8 = 1;
+const SKIP_WAL: u8 = 2;
+
+fn flags(manifest: &RegionManifest) -> u8 {
+    let mut flags = 0;
+    if manifest.dropped {
+        flags |= DROPPED;
+    }
+    if manifest.skip_wal {
+        flags |= SKIP_WAL;
+    }
+    flags
 }
 
 fn leader_code(state: LeaderState) -> u8 {

@@ -16,6 +16,10 @@ impl RegionWorker {
         let Some(region) = self.regions.get_mut(&region_id) else {
             return Self::reply_err(request, RequestError::RegionNotFound { region_id });
         };
+        if !region.is_flushable() {
+            let state = region.leader_state;
+            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+        }
         let task = FlushTask::new(FlushReason::Manual, Some(request.responder));
         let _ = self.scheduler.schedule_flush(region, task, &self.env);
     }

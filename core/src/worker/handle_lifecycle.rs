@@ -5,28 +5,43 @@
 use crate::bugs::PlantedBug;
 use crate::error::RequestError;
 use crate::events::CoreEvent;
+use crate::flush::FlushTask;
 use crate::ids::{region_sst_prefix, sst_path, RegionId};
+use crate::manifest::LeaderState;
 use crate::manifest::{ManifestChange, RegionManifest};
 use crate::region::Region;
-use crate::request::{ClientRequest, Output};
+use crate::request::{ClientRequest, FlushReason, Output, RegionOptions, RegionRole, Request};
 
 use super::RegionWorker;
 
 impl RegionWorker {
     pub(super) async fn handle_create(&mut self, request: ClientRequest) {
         let region_id = request.request.region_id();
-        if self.regions.contains_key(&region_id) {
-            return Self::reply_err(request, RequestError::RegionExists { region_id });
+        let options = match &request.request {
+            Request::Create { options, .. } => *options,
+            _ => RegionOptions::default(),
+        };
+        // As mito2: creating a region that exists succeeds if it is the
+        // same region (here: the same options), and opens it as leader if
+        // it was closed.
+        if let Some(region) = self.regions.get(&region_id) {
+            return if region.skip_wal == options.skip_wal {
+                request.responder.send(Ok(Output::Done))
+            } else {
+                Self::reply_err(request, RequestError::RegionExists { region_id })
+            };
         }
         let manifests = self.env.ports.manifests.clone();
         let mut manifest = RegionManifest::new(region_id);
+        manifest.skip_wal = options.skip_wal;
         match manifests.load(region_id).await {
             Err(source) => {
                 return Self::reply_err(request, RequestError::Manifest { region_id, source })
             }
-            Ok(Some(old)) if !old.dropped => {
+            Ok(Some(old)) if !old.dropped && old.skip_wal != options.skip_wal => {
                 return Self::reply_err(request, RequestError::RegionExists { region_id })
             }
+            Ok(Some(old)) if !old.dropped => return self.open_as_leader(request).await,
             // A new incarnation: a later epoch fences the old one's flushes.
             Ok(Some(old)) => manifest.epoch = old.epoch + 1,
             Ok(None) => {}
@@ -50,7 +65,9 @@ impl RegionWorker {
     }
 
     /// Reopens a region: new epoch, SSTs from the manifest, memtable from
-    /// the WAL after the flushed entry id. Opening an open region is a no-op.
+    /// the WAL after the flushed entry id, a follower until
+    /// [`Request::SetRole`] makes it leader. Opening an open region is a
+    /// no-op.
     pub(super) async fn handle_open(&mut self, request: ClientRequest) {
         let region_id = request.request.region_id();
         if self.regions.contains_key(&region_id) {
@@ -63,6 +80,23 @@ impl RegionWorker {
             }
             Err(error) => Self::reply_err(request, error),
         }
+    }
+
+    /// mito2's `create_or_open` for a region that is on disk: open it and
+    /// make it leader, as a create would have.
+    async fn open_as_leader(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        let mut region = match self.open_region(region_id).await {
+            Ok(region) => region,
+            Err(error) => return Self::reply_err(request, error),
+        };
+        let change = ManifestChange::SetLeaderState(LeaderState::Writable);
+        if let Err(source) = self.env.ports.manifests.apply(region_id, change).await {
+            return Self::reply_err(request, RequestError::Manifest { region_id, source });
+        }
+        region.leader_state = LeaderState::Writable;
+        self.regions.insert(region_id, region);
+        request.responder.send(Ok(Output::Done));
     }
 
     async fn open_region(&self, region_id: RegionId) -> Result<Region, RequestError> {
@@ -100,6 +134,9 @@ impl RegionWorker {
         let mut region =
             Region::from_manifest(&manifest, self.env.buffer.clone(), self.config.bugs);
         region.last_flush_ms = ports.clock.now_ms();
+        if self.config.bugs.has(PlantedBug::OpenAsLeader) {
+            region.leader_state = LeaderState::Writable;
+        }
         let mut replayed = 0;
         for entry in &entries {
             let (next_entry_id, next_sequence) = region.version.next_write_marks();
@@ -163,10 +200,40 @@ impl RegionWorker {
         }
     }
 
+    /// Closes a region; closing one that is not open succeeds (as in
+    /// mito2). A leader that skips the WAL flushes first: its memtables
+    /// are the only copy of its unflushed rows. If that flush fails, so
+    /// does the close, and the region stays open.
     pub(super) fn handle_close(&mut self, request: ClientRequest) {
         let region_id = request.request.region_id();
+        let Some(region) = self.regions.get_mut(&region_id) else {
+            return request.responder.send(Ok(Output::Done));
+        };
+        let must_flush = region.skip_wal
+            && region.is_flushable()
+            && !region.version.memtables_empty()
+            && !self.config.bugs.has(PlantedBug::CloseDropsUnloggedRows);
+        if !must_flush {
+            return self.close_now(request);
+        }
+        // Always a task of this incarnation, merged into what runs: a job
+        // still running may be an older incarnation's, whose end answers
+        // nothing of ours.
+        let task = FlushTask::new(FlushReason::Closing, None);
+        if let Err(error) = self.scheduler.schedule_flush(region, task, &self.env) {
+            return Self::reply_err(request, error);
+        }
+        // The close runs again once the flush succeeds (and flushes again
+        // if writes came in meanwhile); a failed flush fails it.
+        if let Err(request) = self.scheduler.add_ddl_request_to_pending(request) {
+            self.close_now(request);
+        }
+    }
+
+    fn close_now(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
         if self.regions.remove(&region_id).is_none() {
-            return Self::reply_err(request, RequestError::RegionNotFound { region_id });
+            return request.responder.send(Ok(Output::Done));
         }
         let error = RequestError::RegionClosed { region_id };
         self.scheduler.on_region_closed(region_id);
@@ -176,8 +243,13 @@ impl RegionWorker {
 
     pub(super) async fn handle_drop(&mut self, request: ClientRequest) {
         let region_id = request.request.region_id();
-        if !self.regions.contains_key(&region_id) {
+        let Some(region) = self.regions.get(&region_id) else {
             return Self::reply_err(request, RequestError::RegionNotFound { region_id });
+        };
+        // Only the leader drops (mito2 moves Writable to Dropping).
+        if !region.is_writable() {
+            let state = region.leader_state;
+            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
         }
         let dropped = self
             .env
@@ -238,6 +310,34 @@ impl RegionWorker {
             tracing::warn!(%region_id, %error, "wal truncation after truncate failed");
         }
         self.delete_region_files(region_id).await;
+        request.responder.send(Ok(Output::Done));
+    }
+
+    /// mito2's `set_region_role`: at once, without a flush. A region that
+    /// already has the role is left alone.
+    pub(super) async fn handle_set_role(&mut self, request: ClientRequest) {
+        let region_id = request.request.region_id();
+        let Request::SetRole { role, .. } = request.request else {
+            let reason = format!("{} routed to set_role", request.request.kind());
+            return Self::reply_err(request, RequestError::InvalidRequest { region_id, reason });
+        };
+        let Some(region) = self.regions.get(&region_id) else {
+            return Self::reply_err(request, RequestError::RegionNotFound { region_id });
+        };
+        let next = match role {
+            RegionRole::Leader => LeaderState::Writable,
+            RegionRole::Follower => LeaderState::Follower,
+        };
+        if region.leader_state == next {
+            return request.responder.send(Ok(Output::Done));
+        }
+        let change = ManifestChange::SetLeaderState(next);
+        if let Err(source) = self.env.ports.manifests.apply(region_id, change).await {
+            return Self::reply_err(request, RequestError::Manifest { region_id, source });
+        }
+        if let Some(region) = self.regions.get_mut(&region_id) {
+            region.leader_state = next;
+        }
         request.responder.send(Ok(Output::Done));
     }
 }

@@ -92,7 +92,11 @@ impl RegionWorker {
                 early.send(Ok(ack.clone()));
             }
         }
-        let appended = self.env.ports.wal.append(region_id, entry.clone()).await;
+        let appended = if region.skip_wal {
+            Ok(())
+        } else {
+            self.env.ports.wal.append(region_id, entry.clone()).await
+        };
         if let Err(source) = appended {
             if let Some(responder) = responder {
                 responder.send(Err(RequestError::Wal { region_id, source }));
@@ -133,7 +137,8 @@ impl RegionWorker {
     }
 
     /// The seed's engine-full rule: flush the region with the largest
-    /// mutable memtable that is not already flushing.
+    /// mutable memtable that is not already flushing. Only writable
+    /// regions, as mito2: a follower's memory waits for its leadership.
     pub(super) fn maybe_flush_engine(&mut self) {
         if !self.env.buffer.should_flush_engine() {
             return;
@@ -148,7 +153,9 @@ impl RegionWorker {
             .regions
             .iter()
             .filter(|(id, r)| {
-                r.version.mutable_bytes() > 0 && !self.scheduler.is_flush_requested(**id)
+                r.is_writable()
+                    && r.version.mutable_bytes() > 0
+                    && !self.scheduler.is_flush_requested(**id)
             })
             .map(|(id, r)| (r.version.mutable_bytes(), *id));
         let largest = candidates.clone().max();
@@ -179,7 +186,9 @@ impl RegionWorker {
             .regions
             .iter()
             .filter(|(id, r)| {
-                !r.version.memtables_empty() && !self.scheduler.is_flush_requested(**id)
+                r.is_flushable()
+                    && !r.version.memtables_empty()
+                    && !self.scheduler.is_flush_requested(**id)
             })
             .map(|(id, r)| (r.version.memtable_bytes(), *id))
             .max();

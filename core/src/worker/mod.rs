@@ -7,6 +7,34 @@
 //! concurrency is the flush jobs, which talk back through notifications.
 //! One file per kind of request, as in mito2: `handle_write`,
 //! `handle_flush`, `handle_ddl`, `handle_lifecycle`.
+//!
+//! # What each request answers, by the region's state
+//!
+//! Learned from mito2's worker (GreptimeDB, `src/mito2/src/worker/`);
+//! `core/tests/ddl_answers.rs` tests every row and the reference model
+//! (`tests/src/model.rs`) agrees. "Not open" covers never created, closed
+//! and dropped alike: mito2 cannot tell them apart either. `ReadOnly` is
+//! our `RegionReadOnly { state }`, mito2's `RegionState` error.
+//!
+//! | request   | not open            | follower            | downgrading          | retried / stale |
+//! |-----------|---------------------|---------------------|----------------------|-----------------|
+//! | create    | creates; on disk: opens it as leader (options must match) | Ok if options match, else `RegionExists` | same | Ok (idempotent) |
+//! | open      | opens as follower; dropped: finishes the drop, `RegionNotFound`; none: `RegionNotFound` | Ok, no-op | Ok, no-op | Ok, no-op |
+//! | close     | Ok                  | closes (no flush)   | closes; skip-WAL: flushes first | Ok |
+//! | drop      | `RegionNotFound`    | `ReadOnly`          | `ReadOnly`           | `RegionNotFound` |
+//! | truncate  | `RegionNotFound`    | `ReadOnly`          | `ReadOnly`           | truncates again |
+//! | alter     | `RegionNotFound`    | `ReadOnly`          | `ReadOnly`           | Ok; the version never goes back |
+//! | flush     | `RegionNotFound`    | `ReadOnly`          | flushes              | Ok |
+//! | downgrade | `RegionNotFound`    | Ok, no transition   | waits for the flush  | Ok |
+//! | set_role  | `RegionNotFound`    | leader: writable    | leader: writable (the downgrade's flush then fails) | Ok, no-op |
+//! | write     | `RegionNotFound`    | `ReadOnly`          | `ReadOnly`           | — |
+//!
+//! A writable leader accepts all of them. Closing a writable (or
+//! downgrading) region that skips the WAL flushes it first with
+//! `FlushReason::Closing`; if that flush fails the close fails and the
+//! region stays open. An engine stop never flushes, and a drop discards
+//! the memtables, so a skip-WAL region loses its unflushed rows there, by
+//! design.
 
 mod handle_ddl;
 mod handle_flush;
@@ -181,6 +209,7 @@ impl RegionWorker {
             Request::Truncate { .. } => self.handle_truncate(request).await,
             Request::Drop { .. } => self.handle_drop(request).await,
             Request::Close { .. } => self.handle_close(request),
+            Request::SetRole { .. } => self.handle_set_role(request).await,
             Request::Open { .. } => self.handle_open(request).await,
             Request::Create { .. } => self.handle_create(request).await,
         }

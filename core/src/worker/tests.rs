@@ -137,7 +137,7 @@ impl Rig {
             next_request_id: 1,
             _dir: dir,
         };
-        let create = rig.send("create", Request::Create { region_id: R1 });
+        let create = rig.send("create", Request::create(R1));
         rig.expect_ok(create);
         rig
     }

@@ -16,7 +16,7 @@ use flush_core::error::ErrorKind;
 use flush_core::ids::RegionId;
 use flush_core::local::LocalEngine;
 use flush_core::memtable::{RowValue, ROW_OVERHEAD_BYTES};
-use flush_core::request::{Output, Reply, Request};
+use flush_core::request::{Output, RegionRole, Reply, Request};
 use flush_core::worker::{RegionView, WorkerConfig};
 
 pub const R1: RegionId = RegionId(1);
@@ -107,8 +107,20 @@ impl Scenario {
 
     /// Creates `region_id` and checks it was created.
     pub fn create(&mut self, region_id: RegionId) {
-        let ticket = self.submit(format!("create {region_id}"), Request::Create { region_id });
+        let ticket = self.submit(format!("create {region_id}"), Request::create(region_id));
         self.expect_ok(ticket);
+    }
+
+    /// Reopens `region_id` and makes it leader again (it opens a follower).
+    pub fn reopen_as_leader(&mut self, region_id: RegionId) {
+        let open = self.submit(format!("open {region_id}"), Request::Open { region_id });
+        self.expect_ok(open);
+        let role = RegionRole::Leader;
+        let lead = self.submit(
+            format!("lead {region_id}"),
+            Request::SetRole { region_id, role },
+        );
+        self.expect_ok(lead);
     }
 
     pub fn write(

@@ -18,7 +18,7 @@ use flush_core::durable::wal::FileWal;
 use flush_core::fs::{FileSystem, StdFs};
 use flush_core::ids::RegionId;
 use flush_core::ports::ManifestStore;
-use flush_core::request::{Output, Request};
+use flush_core::request::{Output, RegionRole, Request};
 use flush_core::tokio_engine::{Stores, TokioEngine, TokioEngineConfig};
 use tokio::io::AsyncBufReadExt as _;
 
@@ -125,7 +125,13 @@ async fn reopen(engine: &TokioEngine, manifests: &FileManifestStore) -> Vec<Regi
                 continue;
             }
         }
-        match engine.call(Request::Open { region_id }).await {
+        // A region opens as a follower; this process holds its lease.
+        let role = RegionRole::Leader;
+        let opened = match engine.call(Request::Open { region_id }).await {
+            Ok(_) => engine.call(Request::SetRole { region_id, role }).await,
+            Err(error) => Err(error),
+        };
+        match opened {
             Ok(_) => open.push(region_id),
             Err(error) => eprintln!("crash-child: reopening {region_id}: {error}"),
         }

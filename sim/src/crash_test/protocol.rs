@@ -67,7 +67,7 @@ impl Op {
             },
             Op::Truncate => Request::Truncate { region_id },
             Op::Drop => Request::Drop { region_id },
-            Op::Create => Request::Create { region_id },
+            Op::Create => Request::create(region_id),
             Op::Open => Request::Open { region_id },
         }
     }

@@ -19,6 +19,8 @@ use super::World;
 
 /// Sim mark: a flush scheduled by the periodic flush.
 pub const PERIODIC_FLUSH: &str = "periodic_flush";
+/// A region without a WAL flushed because it is being closed.
+pub const CLOSING_FLUSH: &str = "closing_flush";
 
 pub struct SimEvents {
     world: Arc<World>,
@@ -130,17 +132,18 @@ impl EventSink for SimEvents {
         }
         let mark = event.mark();
         let now = self.world.now_us();
-        let periodic = matches!(
-            event,
-            CoreEvent::FlushScheduled {
-                reason: FlushReason::Periodically,
-                ..
-            }
-        );
+        let reason_mark = match event {
+            CoreEvent::FlushScheduled { reason, .. } => match reason {
+                FlushReason::Periodically => Some(PERIODIC_FLUSH),
+                FlushReason::Closing => Some(CLOSING_FLUSH),
+                _ => None,
+            },
+            _ => None,
+        };
         self.world.with(|state| {
             state.trace.mark(mark);
-            if periodic {
-                state.trace.mark(PERIODIC_FLUSH);
+            if let Some(reason_mark) = reason_mark {
+                state.trace.mark(reason_mark);
             }
             state.trace.record(now, "core", format!("{event:?}"));
         });

@@ -54,6 +54,8 @@ pub struct ManifestRecord {
     pub flushed_sequence: u64,
     /// The manifest's leader state is `Writable`: writes may be taken.
     pub writable: bool,
+    /// The manifest's leader state is `Follower`: a downgrade is a no-op.
+    pub follower: bool,
     pub dropped: bool,
 }
 
@@ -101,6 +103,7 @@ impl SimManifestStore {
                 incarnation,
                 flushed_sequence: manifest.flushed_sequence,
                 writable: manifest.leader_state == LeaderState::Writable,
+                follower: manifest.leader_state == LeaderState::Follower,
                 dropped: manifest.dropped,
             });
     }
@@ -349,7 +352,9 @@ impl SimManifestStore {
             );
         }
         let last_entry_id = self.wal.last_entry_id(region_id);
-        if after.flushed_entry_id > last_entry_id
+        // A region that skips the WAL has no entries to be bounded by.
+        if !after.skip_wal
+            && after.flushed_entry_id > last_entry_id
             && after.flushed_entry_id > before.flushed_entry_id
         {
             self.world.violation(

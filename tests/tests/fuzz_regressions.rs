@@ -124,9 +124,20 @@ fn regenerate_seed_corpus() {
                 RunJob,
                 Close { region: 1 },
                 Open { region: 1 },
+                write(1, 1),
+                Drop { region: 1 },
+                SetRole {
+                    region: 1,
+                    leader: true,
+                },
                 Drop { region: 1 },
                 Create { region: 1 },
                 write(1, 1),
+                SetRole {
+                    region: 1,
+                    leader: false,
+                },
+                Flush { region: 1 },
             ],
         ),
         (
@@ -146,6 +157,10 @@ fn regenerate_seed_corpus() {
                 RunJob,
                 Open { region: 0 },
                 Open { region: 2 },
+                SetRole {
+                    region: 2,
+                    leader: true,
+                },
                 write(2, 1),
             ],
         ),

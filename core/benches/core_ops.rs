@@ -22,6 +22,7 @@ use flush_core::memtable::{Row, RowValue, WalEntry};
 use flush_core::ports::{EventSink, ManifestStore, NoFaults, Ports};
 use flush_core::region::Region;
 use flush_core::request::{ClientRequest, FlushReason, Reply, Request, Responder};
+use flush_core::schema::RegionSchema;
 use flush_core::sst;
 use flush_core::worker::WorkerConfig;
 use futures::channel::oneshot;
@@ -46,6 +47,7 @@ fn rows(count: usize) -> Vec<RowValue> {
             series: format!("host-{}", i % 16),
             ts: i as i64,
             value: i as f64 * 0.5,
+            fields: Vec::new(),
         })
         .collect()
 }
@@ -86,12 +88,19 @@ fn sst_encoding(c: &mut Criterion) {
             ts: r.ts,
             value: r.value,
             sequence: i as u64 + 1,
+            fields: Vec::new(),
         })
         .collect();
     c.bench_function("sst/encode_rows_5000", |b| {
-        b.iter(|| sst::encode_rows("bench.parquet", black_box(&stored)))
+        b.iter(|| {
+            sst::encode_rows(
+                "bench.parquet",
+                &RegionSchema::default(),
+                black_box(&stored),
+            )
+        })
     });
-    let batch = sst::rows_to_batch(&stored).expect("batch");
+    let batch = sst::rows_to_batch(&RegionSchema::default(), &stored).expect("batch");
     c.bench_function("sst/raw_arrow_writer_5000", |b| {
         b.iter(|| {
             let mut out = Vec::new();
@@ -176,6 +185,7 @@ impl SchedulerRig {
         let request = Request::Alter {
             region_id,
             schema_version: 1,
+            add_field: None,
         };
         let responder = self.responder();
         let queued = self

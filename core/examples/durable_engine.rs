@@ -169,6 +169,7 @@ fn rows(region_id: RegionId, write: usize) -> Vec<RowValue> {
                 series: format!("region{}/host-{:02}", region_id.0, n % 4),
                 ts: 1_700_000_000_000 + n as i64 * 1_000,
                 value: (n as f64).cos() * 50.0,
+                fields: Vec::new(),
             }
         })
         .collect()

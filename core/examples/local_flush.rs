@@ -68,6 +68,7 @@ pub fn run(dir: &Path) -> Result<Vec<RegionReport>, Box<dyn Error>> {
                         ts: row.ts,
                         value: row.value,
                         sequence,
+                        fields: Vec::new(),
                     }),
             );
         }
@@ -108,6 +109,7 @@ fn write_rows(region_id: RegionId, write: usize) -> Vec<RowValue> {
                 series: format!("region{}/host-{:02}", region_id.0, n % SERIES_PER_REGION),
                 ts: 1_700_000_000_000 + n as i64 * 1_000,
                 value: (n as f64).sin() * 100.0,
+                fields: Vec::new(),
             }
         })
         .collect()

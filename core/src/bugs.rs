@@ -66,6 +66,7 @@ planted_bugs! {
     InflightGaugeKeptOnFailure = "inflight-gauge-kept-on-failure": "a failed flush ends in the buffer but not in the exported in-flight gauge, so dashboards show flushes running when none does",
     PeriodicFlushBypassesScheduler = "periodic-flush-bypasses-scheduler": "the periodic flush submits its job directly instead of through the flush scheduler, so it can run beside a flush already running for the same region",
     CloseDropsUnloggedRows = "close-drops-unlogged-rows": "closing a region that skips the WAL drops its memtables without flushing them, so rows acknowledged before an orderly close are gone",
+    SstDropsAddedFields = "sst-drops-added-fields": "a flush writes only the base columns, dropping the fields alters added, so values written after an alter read back null",
     OpenAsLeader = "open-as-leader": "opening a region makes it a writable leader at once instead of a follower, so two openers of one region both accept writes",
 }
 

@@ -30,6 +30,7 @@ pub enum ErrorKind {
     WriteStallFull,
     WorkerStopped,
     InvalidRequest,
+    UnknownColumn,
 }
 
 impl ErrorKind {
@@ -52,6 +53,7 @@ impl ErrorKind {
             ErrorKind::WriteStallFull => "write_stall_full",
             ErrorKind::WorkerStopped => "worker_stopped",
             ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::UnknownColumn => "unknown_column",
         }
     }
 }
@@ -230,6 +232,10 @@ pub enum RequestError {
     WorkerStopped { region_id: RegionId },
     #[error("invalid request for {region_id}: {reason}")]
     InvalidRequest { region_id: RegionId, reason: String },
+    /// A write sets a field the region's schema does not have (mito2:
+    /// column not found).
+    #[error("{region_id} has no column {column}")]
+    UnknownColumn { region_id: RegionId, column: String },
 }
 
 impl RequestError {
@@ -252,6 +258,7 @@ impl RequestError {
             RequestError::WriteStallFull { .. } => ErrorKind::WriteStallFull,
             RequestError::WorkerStopped { .. } => ErrorKind::WorkerStopped,
             RequestError::InvalidRequest { .. } => ErrorKind::InvalidRequest,
+            RequestError::UnknownColumn { .. } => ErrorKind::UnknownColumn,
         }
     }
 
@@ -273,7 +280,8 @@ impl RequestError {
             | RequestError::Sst { region_id, .. }
             | RequestError::WriteStallFull { region_id, .. }
             | RequestError::WorkerStopped { region_id }
-            | RequestError::InvalidRequest { region_id, .. } => *region_id,
+            | RequestError::InvalidRequest { region_id, .. }
+            | RequestError::UnknownColumn { region_id, .. } => *region_id,
         }
     }
 }

@@ -52,6 +52,12 @@ pub enum CoreEvent {
     FreezeFailed {
         region_id: RegionId,
     },
+    /// An alter committed a newer schema; `added_field` if it added one.
+    RegionAltered {
+        region_id: RegionId,
+        schema_version: u64,
+        added_field: Option<String>,
+    },
     JobRejected {
         region_id: RegionId,
     },
@@ -121,6 +127,7 @@ impl CoreEvent {
             CoreEvent::FlushApplied { .. } => "flush_applied",
             CoreEvent::StaleFlushIgnored { .. } => "stale_flush_ignored",
             CoreEvent::FreezeFailed { .. } => "freeze_failed",
+            CoreEvent::RegionAltered { .. } => "region_altered",
             CoreEvent::JobRejected { .. } => "job_rejected",
             CoreEvent::NotifyRetried { .. } => "notify_retried",
             CoreEvent::NotifyGaveUp { .. } => "notify_gave_up",

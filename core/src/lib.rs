@@ -73,6 +73,8 @@ pub mod memtable;
 pub mod ports;
 pub mod region;
 pub mod request;
+pub mod row;
+pub mod schema;
 pub mod sst;
 pub mod telemetry;
 #[cfg(feature = "tokio")]

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use crate::error::ManifestError;
 use crate::ids::{FileId, RegionId};
+use crate::schema::RegionSchema;
 
 /// The leader state of a region, as mito2 tracks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,8 +65,12 @@ pub enum ManifestChange {
     },
     /// Change the leader state.
     SetLeaderState(LeaderState),
-    /// Bump the schema version (an alter).
-    Alter { schema_version: u64 },
+    /// An alter: a schema version, perhaps adding a nullable field
+    /// ([`RegionSchema::altered`]: a retried alter changes nothing).
+    Alter {
+        schema_version: u64,
+        add_field: Option<String>,
+    },
     /// The region is reopened: a new epoch, and a follower until
     /// someone sets it leader (as mito2 opens regions).
     Reopen,
@@ -83,6 +88,8 @@ pub struct RegionManifest {
     pub epoch: u64,
     pub leader_state: LeaderState,
     pub schema_version: u64,
+    /// Fields alters added, oldest first (see [`RegionSchema`]).
+    pub added_fields: Vec<String>,
     pub files: BTreeMap<FileId, FileMeta>,
     pub flushed_entry_id: u64,
     pub flushed_sequence: u64,
@@ -102,12 +109,21 @@ impl RegionManifest {
             epoch: 0,
             leader_state: LeaderState::Writable,
             schema_version: 0,
+            added_fields: Vec::new(),
             files: BTreeMap::new(),
             flushed_entry_id: 0,
             flushed_sequence: 0,
             truncated_entry_id: 0,
             dropped: false,
             skip_wal: false,
+        }
+    }
+
+    /// The region's schema as this manifest records it.
+    pub fn schema(&self) -> RegionSchema {
+        RegionSchema {
+            version: self.schema_version,
+            added_fields: self.added_fields.clone(),
         }
     }
 
@@ -139,8 +155,14 @@ impl RegionManifest {
                 self.epoch += 1;
             }
             ManifestChange::SetLeaderState(state) => self.leader_state = *state,
-            ManifestChange::Alter { schema_version } => {
-                self.schema_version = self.schema_version.max(*schema_version)
+            ManifestChange::Alter {
+                schema_version,
+                add_field,
+            } => {
+                if let Some(next) = self.schema().altered(*schema_version, add_field.as_deref()) {
+                    self.schema_version = next.version;
+                    self.added_fields = next.added_fields;
+                }
             }
             ManifestChange::Reopen => {
                 self.epoch += 1;

@@ -1,4 +1,4 @@
-//! Rows and memtables.
+//! Memtables.
 //!
 //! A memtable is an append-only list of rows. Its memory is tracked by an
 //! [`AllocTracker`] that reports to the [`WriteBufferManager`]: reserve on
@@ -12,54 +12,8 @@ use std::sync::Arc;
 use crate::buffer::WriteBufferManager;
 use crate::bugs::{Bugs, PlantedBug};
 use crate::ids::MemtableId;
-
-/// A row as a client writes it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RowValue {
-    pub series: String,
-    pub ts: i64,
-    pub value: f64,
-}
-
-/// A row as stored: the client's values plus the sequence the region gave it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Row {
-    pub series: String,
-    pub ts: i64,
-    pub value: f64,
-    pub sequence: u64,
-}
-
-impl Row {
-    /// Estimated memory of a row, the unit of write-buffer accounting.
-    pub fn size_bytes(&self) -> usize {
-        ROW_OVERHEAD_BYTES + self.series.len()
-    }
-}
-
-/// Fixed cost of a row: timestamp, value, sequence and the string header.
-pub const ROW_OVERHEAD_BYTES: usize = 8 + 8 + 8 + 24;
-
-/// One write as logged in the WAL: its entry id, the sequence of its first
-/// row (rows take consecutive sequences) and the rows.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WalEntry {
-    pub entry_id: u64,
-    pub first_sequence: u64,
-    pub rows: Vec<RowValue>,
-}
-
-impl WalEntry {
-    /// The stored rows this entry stands for.
-    pub fn to_rows(&self) -> impl Iterator<Item = Row> + '_ {
-        self.rows.iter().enumerate().map(|(index, row)| Row {
-            series: row.series.clone(),
-            ts: row.ts,
-            value: row.value,
-            sequence: self.first_sequence + index as u64,
-        })
-    }
-}
+pub use crate::row::{FieldValue, Row, RowValue, WalEntry, ROW_OVERHEAD_BYTES};
+use crate::schema::RegionSchema;
 
 /// Reports a memtable's memory to the buffer manager.
 pub struct AllocTracker {
@@ -119,11 +73,13 @@ impl Drop for AllocTracker {
     }
 }
 
-/// Rows of one region, appended in sequence order.
+/// Rows of one region, appended in sequence order, all of one schema.
 pub struct Memtable {
     id: MemtableId,
     rows: Vec<Row>,
     tracker: AllocTracker,
+    /// The schema its rows were written under; its flush writes that.
+    schema: Arc<RegionSchema>,
 }
 
 impl std::fmt::Debug for Memtable {
@@ -137,12 +93,27 @@ impl std::fmt::Debug for Memtable {
 }
 
 impl Memtable {
-    pub fn new(id: MemtableId, tracker: AllocTracker) -> Self {
+    pub fn new(id: MemtableId, tracker: AllocTracker, schema: Arc<RegionSchema>) -> Self {
         Memtable {
             id,
             rows: Vec::new(),
             tracker,
+            schema,
         }
+    }
+
+    pub fn schema(&self) -> &Arc<RegionSchema> {
+        &self.schema
+    }
+
+    /// Moves an empty memtable to a newer schema (an alter found the
+    /// region's memtables flushed).
+    pub fn set_schema(&mut self, schema: Arc<RegionSchema>) {
+        strict_assert!(
+            self.rows.is_empty(),
+            "a memtable with rows keeps its schema"
+        );
+        self.schema = schema;
     }
 
     pub fn id(&self) -> MemtableId {
@@ -174,6 +145,10 @@ impl Memtable {
                 row.sequence,
                 self.max_sequence()
             );
+            strict_assert!(
+                row.fields.iter().all(|f| self.schema.has_field(&f.name)),
+                "a row's fields are in its memtable's schema"
+            );
             self.tracker.on_allocation(row.size_bytes());
             self.rows.push(row);
         }
@@ -195,11 +170,16 @@ mod tests {
             ts: sequence as i64,
             value: 1.0,
             sequence,
+            fields: Vec::new(),
         }
     }
 
     fn memtable(buffer: &Arc<WriteBufferManager>, bugs: Bugs) -> Memtable {
-        Memtable::new(MemtableId(1), AllocTracker::new(buffer.clone(), bugs))
+        Memtable::new(
+            MemtableId(1),
+            AllocTracker::new(buffer.clone(), bugs),
+            Arc::default(),
+        )
     }
 
     #[test]
@@ -256,11 +236,13 @@ mod tests {
                     series: "a".into(),
                     ts: 1,
                     value: 0.5,
+                    fields: Vec::new(),
                 },
                 RowValue {
                     series: "b".into(),
                     ts: 2,
                     value: 1.5,
+                    fields: Vec::new(),
                 },
             ],
         };

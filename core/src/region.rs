@@ -13,6 +13,7 @@ use crate::bugs::{Bugs, PlantedBug};
 use crate::ids::{FileId, MemtableId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, RegionEdit, RegionManifest};
 use crate::memtable::{AllocTracker, Memtable, Row, WalEntry};
+use crate::schema::RegionSchema;
 
 /// Mutable memtable, frozen immutables, SSTs and the marks that tie them to
 /// the WAL.
@@ -28,6 +29,8 @@ pub struct RegionVersion {
     pub flushed_entry_id: u64,
     pub flushed_sequence: u64,
     next_memtable_id: u64,
+    /// The region's schema; new memtables take it.
+    schema: Arc<RegionSchema>,
     buffer: Arc<WriteBufferManager>,
     bugs: Bugs,
 }
@@ -39,7 +42,9 @@ impl RegionVersion {
         buffer: Arc<WriteBufferManager>,
         bugs: Bugs,
     ) -> Self {
-        let mutable = Memtable::new(MemtableId(0), AllocTracker::new(buffer.clone(), bugs));
+        let schema = Arc::new(manifest.schema());
+        let tracker = AllocTracker::new(buffer.clone(), bugs);
+        let mutable = Memtable::new(MemtableId(0), tracker, schema.clone());
         RegionVersion {
             mutable,
             immutables: Vec::new(),
@@ -49,9 +54,22 @@ impl RegionVersion {
             flushed_entry_id: manifest.flushed_entry_id,
             flushed_sequence: manifest.flushed_sequence,
             next_memtable_id: 1,
+            schema,
             buffer,
             bugs,
         }
+    }
+
+    pub fn schema(&self) -> &Arc<RegionSchema> {
+        &self.schema
+    }
+
+    /// Takes the schema an alter committed. The memtables are empty (the
+    /// alter waited for their flush), so every row keeps one schema.
+    pub fn set_schema(&mut self, schema: RegionSchema) {
+        strict_assert!(self.memtables_empty(), "an alter waits for the flush");
+        self.schema = Arc::new(schema);
+        self.mutable.set_schema(self.schema.clone());
     }
 
     /// True when no memtable holds a row: nothing to flush.
@@ -112,7 +130,8 @@ impl RegionVersion {
         }
         let id = MemtableId(self.next_memtable_id);
         self.next_memtable_id += 1;
-        let fresh = Memtable::new(id, AllocTracker::new(self.buffer.clone(), self.bugs));
+        let tracker = AllocTracker::new(self.buffer.clone(), self.bugs);
+        let fresh = Memtable::new(id, tracker, self.schema.clone());
         let mut frozen = std::mem::replace(&mut self.mutable, fresh);
         frozen.freeze();
         self.immutables.push(Arc::new(frozen));
@@ -140,6 +159,7 @@ impl RegionVersion {
         let fresh = Memtable::new(
             MemtableId(self.next_memtable_id),
             AllocTracker::new(self.buffer.clone(), self.bugs),
+            self.schema.clone(),
         );
         self.next_memtable_id += 1;
         self.mutable = fresh;
@@ -157,7 +177,6 @@ pub struct Region {
     /// The manifest epoch this incarnation runs in; flushes carry it.
     pub epoch: u64,
     pub leader_state: LeaderState,
-    pub schema_version: u64,
     pub version: RegionVersion,
     /// When the region last flushed (or was opened): the periodic flush
     /// flushes it once this is older than the auto-flush interval.
@@ -176,7 +195,6 @@ impl Region {
             region_id: manifest.region_id,
             epoch: manifest.epoch,
             leader_state: manifest.leader_state,
-            schema_version: manifest.schema_version,
             version: RegionVersion::from_manifest(manifest, buffer, bugs),
             last_flush_ms: 0,
             skip_wal: manifest.skip_wal,
@@ -211,6 +229,7 @@ mod tests {
                     series: format!("s{i}"),
                     ts: i as i64,
                     value: i as f64,
+                    fields: Vec::new(),
                 })
                 .collect(),
         }

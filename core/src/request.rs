@@ -35,10 +35,13 @@ pub enum Request {
     Flush {
         region_id: RegionId,
     },
-    /// Schema change; waits for a flush if the region holds data.
+    /// Schema change, perhaps adding a nullable field; waits for a flush if
+    /// the region holds data. A field already there is not added again and
+    /// the version never goes back (see [`crate::schema::RegionSchema`]).
     Alter {
         region_id: RegionId,
         schema_version: u64,
+        add_field: Option<String>,
     },
     Truncate {
         region_id: RegionId,

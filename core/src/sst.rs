@@ -1,14 +1,21 @@
 //! Level-0 SSTs as real Parquet files.
 //!
-//! A flushed memtable becomes one arrow `RecordBatch` (series, ts, value,
-//! sequence) written with arrow-rs's `ArrowWriter`; [`decode_rows`] reads a
-//! file back with the Parquet reader, which is how the simulator's oracles
-//! check that no acknowledged row was lost.
+//! A flushed memtable becomes one arrow `RecordBatch` in the columns of
+//! the schema it was written under (tag, millisecond time index, fields,
+//! then mito2's `__sequence` and `__op_type`; the schema version in the
+//! file's metadata, see [`crate::schema`]) written with arrow-rs's
+//! `ArrowWriter`; [`decode_sst`] reads a file back with the Parquet reader,
+//! which is how the simulator's oracles check that no acknowledged row was
+//! lost.
 
 use std::sync::Arc;
 
-use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_array::builder::Float64Builder;
+use arrow_array::{
+    Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    UInt64Array, UInt8Array,
+};
+use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -16,58 +23,77 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::SstError;
-use crate::memtable::Row;
+use crate::row::{FieldValue, Row};
+use crate::schema::{
+    RegionSchema, BASE_FIELD, OP_TYPE, OP_TYPE_PUT, SCHEMA_VERSION_KEY, SEQUENCE, TAG, TIME_INDEX,
+    TIME_UNIT,
+};
 
 /// Rows per row group; a flush of the standard workload fits in one.
 pub const ROW_GROUP_ROWS: usize = 8192;
 
-/// The SST schema, shared by writer and reader.
-pub fn sst_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("series", DataType::Utf8, false),
-        Field::new("ts", DataType::Int64, false),
-        Field::new("value", DataType::Float64, false),
-        Field::new("sequence", DataType::UInt64, false),
-    ]))
-}
-
-/// Builds the arrow batch holding `rows`, in order.
-pub fn rows_to_batch(rows: &[Row]) -> Result<RecordBatch, SstError> {
-    let series = StringArray::from_iter_values(rows.iter().map(|r| r.series.as_str()));
-    let ts = Int64Array::from_iter_values(rows.iter().map(|r| r.ts));
-    let value = Float64Array::from_iter_values(rows.iter().map(|r| r.value));
-    let sequence = UInt64Array::from_iter_values(rows.iter().map(|r| r.sequence));
-    RecordBatch::try_new(
-        sst_schema(),
-        vec![
-            Arc::new(series),
-            Arc::new(ts),
-            Arc::new(value),
-            Arc::new(sequence),
-        ],
-    )
-    .map_err(|e| SstError::Encode {
+/// Builds the arrow batch holding `rows`, in order, in `schema`'s columns.
+/// A row setting a field `schema` does not have is an error: a memtable's
+/// rows are all of its schema, and a silent drop would lose a value.
+pub fn rows_to_batch(schema: &RegionSchema, rows: &[Row]) -> Result<RecordBatch, SstError> {
+    let encode_error = |reason: String| SstError::Encode {
         path: String::new(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    if let Some(field) = rows
+        .iter()
+        .flat_map(|row| &row.fields)
+        .find(|field| !schema.has_field(&field.name))
+    {
+        return Err(encode_error(format!(
+            "a row sets field {}, not in schema version {}",
+            field.name, schema.version
+        )));
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.series.as_str()),
+        )),
+        Arc::new(TimestampMillisecondArray::from_iter_values(
+            rows.iter().map(|r| r.ts),
+        )),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.value))),
+    ];
+    for name in &schema.added_fields {
+        let mut builder = Float64Builder::with_capacity(rows.len());
+        for row in rows {
+            builder.append_option(row.field(name));
+        }
+        columns.push(Arc::new(builder.finish()));
+    }
+    columns.push(Arc::new(UInt64Array::from_iter_values(
+        rows.iter().map(|r| r.sequence),
+    )));
+    columns.push(Arc::new(UInt8Array::from_iter_values(
+        rows.iter().map(|_| OP_TYPE_PUT),
+    )));
+    RecordBatch::try_new(schema.arrow_schema(), columns).map_err(|e| encode_error(e.to_string()))
 }
 
 /// Writer settings for our schema. Timestamps, values and sequences are
 /// (nearly) unique per flush, so dictionary encoding them only costs time:
 /// the writer builds a dictionary, then falls back to plain. Without it a
 /// flush encodes in ~60% of the time of a default `ArrowWriter` and the
-/// file is smaller (`flushsim bench`, BENCHMARKS.md). Series names repeat
-/// and keep their dictionary. Statistics are per column chunk: a level-0
-/// file is one row group read whole.
-fn sst_writer_properties() -> WriterProperties {
+/// file is smaller (`flushsim bench`, BENCHMARKS.md). Series names and op
+/// types repeat and keep their dictionary. Statistics are per column
+/// chunk: a level-0 file is one row group read whole.
+fn sst_writer_properties(schema: &RegionSchema) -> WriterProperties {
     let plain = |column: &str| ColumnPath::from(column);
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_column_dictionary_enabled(plain("ts"), false)
-        .set_column_dictionary_enabled(plain("value"), false)
-        .set_column_dictionary_enabled(plain("sequence"), false)
-        .build()
+        .set_column_dictionary_enabled(plain(TIME_INDEX), false)
+        .set_column_dictionary_enabled(plain(BASE_FIELD), false)
+        .set_column_dictionary_enabled(plain(SEQUENCE), false);
+    for name in &schema.added_fields {
+        builder = builder.set_column_dictionary_enabled(plain(name), false);
+    }
+    builder.build()
 }
 
 /// Encodes one batch as a complete Parquet file.
@@ -76,7 +102,8 @@ pub fn encode_batch(path: &str, batch: &RecordBatch) -> Result<Bytes, SstError> 
         path: path.to_string(),
         reason: e.to_string(),
     };
-    let props = sst_writer_properties();
+    let schema = schema_of(batch.schema_ref()).unwrap_or_default();
+    let props = sst_writer_properties(&schema);
     let mut buffer = Vec::with_capacity(batch.get_array_memory_size() / 2 + 1024);
     let mut writer =
         ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props)).map_err(encode_error)?;
@@ -85,9 +112,9 @@ pub fn encode_batch(path: &str, batch: &RecordBatch) -> Result<Bytes, SstError> 
     Ok(Bytes::from(buffer))
 }
 
-/// Encodes `rows` as a Parquet SST destined for `path`.
-pub fn encode_rows(path: &str, rows: &[Row]) -> Result<Bytes, SstError> {
-    let batch = rows_to_batch(rows).map_err(|e| with_path(e, path))?;
+/// Encodes `rows` (all of `schema`) as a Parquet SST destined for `path`.
+pub fn encode_rows(path: &str, schema: &RegionSchema, rows: &[Row]) -> Result<Bytes, SstError> {
+    let batch = rows_to_batch(schema, rows).map_err(|e| with_path(e, path))?;
     encode_batch(path, &batch)
 }
 
@@ -104,23 +131,71 @@ fn with_path(error: SstError, path: &str) -> SstError {
     }
 }
 
+/// An SST read back: the schema it was written with and its rows (a row
+/// holds the added fields that are not null in the file).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedSst {
+    pub schema: RegionSchema,
+    pub rows: Vec<Row>,
+}
+
 /// Reads every row of a Parquet SST back. A truncated or foreign file is a
 /// [`SstError::Decode`], never a panic.
 pub fn decode_rows(path: &str, bytes: Bytes) -> Result<Vec<Row>, SstError> {
+    decode_sst(path, bytes).map(|sst| sst.rows)
+}
+
+/// Reads a Parquet SST back with its schema: the version from the file's
+/// metadata, the added fields from its columns, which must be ours (a
+/// millisecond time index, the internal columns, puts only).
+pub fn decode_sst(path: &str, bytes: Bytes) -> Result<DecodedSst, SstError> {
     let decode_error = |reason: String| SstError::Decode {
         path: path.to_string(),
         reason,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| decode_error(e.to_string()))?
-        .build()
-        .map_err(|e| decode_error(e.to_string()))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| decode_error(e.to_string()))?;
+    let schema = schema_of(builder.schema()).map_err(decode_error)?;
+    let reader = builder.build().map_err(|e| decode_error(e.to_string()))?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| decode_error(e.to_string()))?;
-        append_batch_rows(&batch, &mut rows).map_err(decode_error)?;
+        append_batch_rows(&batch, &schema, &mut rows).map_err(decode_error)?;
     }
-    Ok(rows)
+    Ok(DecodedSst { schema, rows })
+}
+
+/// The region schema an SST's arrow schema stands for.
+fn schema_of(arrow: &arrow_schema::Schema) -> Result<RegionSchema, String> {
+    let version = arrow
+        .metadata()
+        .get(SCHEMA_VERSION_KEY)
+        .ok_or_else(|| format!("no {SCHEMA_VERSION_KEY} in the file's metadata"))?
+        .parse::<u64>()
+        .map_err(|e| format!("{SCHEMA_VERSION_KEY}: {e}"))?;
+    let time_index = arrow
+        .field_with_name(TIME_INDEX)
+        .map_err(|_| format!("missing column {TIME_INDEX}"))?;
+    if time_index.data_type() != &DataType::Timestamp(TIME_UNIT, None) {
+        return Err(format!(
+            "time index {TIME_INDEX} has type {}, expected a millisecond timestamp",
+            time_index.data_type()
+        ));
+    }
+    let fixed = [TAG, TIME_INDEX, BASE_FIELD, SEQUENCE, OP_TYPE];
+    let added_fields = arrow
+        .fields()
+        .iter()
+        .filter(|field| !fixed.contains(&field.name().as_str()))
+        .map(|field| match field.data_type() {
+            DataType::Float64 if field.is_nullable() => Ok(field.name().clone()),
+            other => Err(format!("added field {} has type {other}", field.name())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RegionSchema {
+        version,
+        added_fields,
+    })
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
@@ -130,24 +205,58 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, S
     if array.null_count() > 0 {
         return Err(format!("column {name} has nulls"));
     }
+    typed(array, name)
+}
+
+fn typed<'a, T: 'static>(array: &'a ArrayRef, name: &str) -> Result<&'a T, String> {
     array
         .as_any()
         .downcast_ref::<T>()
         .ok_or_else(|| format!("column {name} has type {}", array.data_type()))
 }
 
-fn append_batch_rows(batch: &RecordBatch, rows: &mut Vec<Row>) -> Result<(), String> {
-    let series = column::<StringArray>(batch, "series")?;
-    let ts = column::<Int64Array>(batch, "ts")?;
-    let value = column::<Float64Array>(batch, "value")?;
-    let sequence = column::<UInt64Array>(batch, "sequence")?;
+fn append_batch_rows(
+    batch: &RecordBatch,
+    schema: &RegionSchema,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
+    let series = column::<StringArray>(batch, TAG)?;
+    let ts = column::<TimestampMillisecondArray>(batch, TIME_INDEX)?;
+    let value = column::<Float64Array>(batch, BASE_FIELD)?;
+    let sequence = column::<UInt64Array>(batch, SEQUENCE)?;
+    let op_type = column::<UInt8Array>(batch, OP_TYPE)?;
+    let added = schema
+        .added_fields
+        .iter()
+        .map(|name| {
+            let array = batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("missing column {name}"))?;
+            Ok((name, typed::<Float64Array>(array, name)?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     rows.reserve(batch.num_rows());
     for index in 0..batch.num_rows() {
+        if op_type.value(index) != OP_TYPE_PUT {
+            return Err(format!(
+                "row {index} has {OP_TYPE} {}, expected a put",
+                op_type.value(index)
+            ));
+        }
+        let fields = added
+            .iter()
+            .filter(|(_, array)| array.is_valid(index))
+            .map(|(name, array)| FieldValue {
+                name: name.to_string(),
+                value: array.value(index),
+            })
+            .collect();
         rows.push(Row {
             series: series.value(index).to_string(),
             ts: ts.value(index),
             value: value.value(index),
             sequence: sequence.value(index),
+            fields,
         });
     }
     Ok(())
@@ -162,12 +271,12 @@ mod tests {
         let mut sequence = 1;
         for s in 0..series_count {
             for t in 0..per_series {
-                rows.push(Row {
-                    series: format!("host-{s}"),
-                    ts: 1_000 + t as i64,
-                    value: (s * 100 + t) as f64 / 3.0,
+                rows.push(Row::new(
+                    format!("host-{s}"),
+                    1_000 + t as i64,
+                    (s * 100 + t) as f64 / 3.0,
                     sequence,
-                });
+                ));
                 sequence += 1;
             }
         }
@@ -177,14 +286,14 @@ mod tests {
     #[test]
     fn round_trip_several_series() {
         let original = rows(5, 40);
-        let bytes = encode_rows("t.parquet", &original).unwrap();
+        let bytes = encode_rows("t.parquet", &RegionSchema::default(), &original).unwrap();
         assert_eq!(&bytes[..4], b"PAR1");
         assert_eq!(decode_rows("t.parquet", bytes).unwrap(), original);
     }
 
     #[test]
     fn round_trip_empty() {
-        let bytes = encode_rows("e.parquet", &[]).unwrap();
+        let bytes = encode_rows("e.parquet", &RegionSchema::default(), &[]).unwrap();
         assert_eq!(decode_rows("e.parquet", bytes).unwrap(), Vec::<Row>::new());
     }
 
@@ -199,7 +308,7 @@ mod tests {
     #[test]
     fn round_trip_spans_row_groups() {
         let original = rows(3, ROW_GROUP_ROWS);
-        let bytes = encode_rows("big.parquet", &original).unwrap();
+        let bytes = encode_rows("big.parquet", &RegionSchema::default(), &original).unwrap();
         let groups = metadata(bytes.clone()).num_row_groups();
         assert_eq!(groups, 3, "expected {ROW_GROUP_ROWS} rows per row group");
         assert_eq!(decode_rows("big.parquet", bytes).unwrap(), original);
@@ -210,27 +319,62 @@ mod tests {
     /// statistics per column chunk (a level-0 file is read whole).
     #[test]
     fn only_the_series_column_is_dictionary_encoded() {
-        let meta = metadata(encode_rows("d.parquet", &rows(4, 50)).unwrap());
+        let meta =
+            metadata(encode_rows("d.parquet", &RegionSchema::default(), &rows(4, 50)).unwrap());
         let group = meta.row_group(0);
         for column in group.columns() {
             let name = column.column_path().string();
             let has_dictionary = column.dictionary_page_offset().is_some();
             assert_eq!(
                 has_dictionary,
-                name == "series",
-                "column {name}: expected a dictionary only for series, saw dictionary={has_dictionary}"
+                name == "series" || name == "__op_type",
+                "column {name}: expected a dictionary only for series and op types, saw dictionary={has_dictionary}"
             );
             assert!(
                 column.statistics().is_some(),
                 "column {name}: expected chunk statistics, saw none"
             );
         }
-        assert_eq!(group.columns().len(), 4);
+        assert_eq!(group.columns().len(), 5);
+    }
+
+    /// An added field is a nullable column: rows that set it read back
+    /// with their value, the others without; the file says its version.
+    #[test]
+    fn added_fields_round_trip_with_nulls_and_the_schema_version() {
+        let schema = RegionSchema {
+            version: 3,
+            added_fields: vec!["cpu".to_string(), "mem".to_string()],
+        };
+        let mut original = rows(2, 3);
+        original[1].fields.push(FieldValue {
+            name: "mem".to_string(),
+            value: 0.5,
+        });
+        original[4].fields.push(FieldValue {
+            name: "cpu".to_string(),
+            value: 7.0,
+        });
+        let bytes = encode_rows("f.parquet", &schema, &original).unwrap();
+        let decoded = decode_sst("f.parquet", bytes).unwrap();
+        assert_eq!(decoded.schema, schema);
+        assert_eq!(decoded.rows, original);
+    }
+
+    #[test]
+    fn a_row_with_a_field_outside_the_schema_is_refused() {
+        let mut original = rows(1, 1);
+        original[0].fields.push(FieldValue {
+            name: "cpu".to_string(),
+            value: 1.0,
+        });
+        let error = encode_rows("x.parquet", &RegionSchema::default(), &original).unwrap_err();
+        assert!(error.to_string().contains("not in schema"), "{error}");
     }
 
     #[test]
     fn truncated_file_is_a_decode_error() {
-        let bytes = encode_rows("t.parquet", &rows(2, 10)).unwrap();
+        let bytes = encode_rows("t.parquet", &RegionSchema::default(), &rows(2, 10)).unwrap();
         for cut in [0, 3, bytes.len() / 2, bytes.len() - 1] {
             let err = decode_rows("t.parquet", bytes.slice(..cut)).unwrap_err();
             assert!(

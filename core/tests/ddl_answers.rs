@@ -29,6 +29,7 @@ fn ddls_and_write() -> Vec<(&'static str, Request)> {
             Request::Alter {
                 region_id,
                 schema_version: 7,
+                add_field: None,
             },
         ),
         ("flush", Request::Flush { region_id }),

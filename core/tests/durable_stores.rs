@@ -15,6 +15,7 @@ use flush_core::ids::{sst_path, FileId, RegionId};
 use flush_core::manifest::{FileMeta, LeaderState, ManifestChange, RegionEdit, RegionManifest};
 use flush_core::memtable::Row;
 use flush_core::ports::{ManifestStore, ObjectStore};
+use flush_core::schema::RegionSchema;
 use flush_core::sst;
 use futures::future::BoxFuture;
 
@@ -62,7 +63,11 @@ fn manifest_changes_survive_a_reopen_and_follow_the_rules() {
         Err(ManifestError::Exists { .. })
     ));
     ready(store.apply(REGION, edit(0, 5, 1))).expect("edit");
-    ready(store.apply(REGION, ManifestChange::Alter { schema_version: 2 })).expect("alter");
+    let alter = ManifestChange::Alter {
+        schema_version: 2,
+        add_field: Some("cpu".to_string()),
+    };
+    ready(store.apply(REGION, alter)).expect("alter");
     ready(store.apply(
         REGION,
         ManifestChange::SetLeaderState(LeaderState::Downgrading),
@@ -85,6 +90,7 @@ fn manifest_changes_survive_a_reopen_and_follow_the_rules() {
     assert_eq!(loaded.version, 3);
     assert_eq!(loaded.flushed_entry_id, 5);
     assert_eq!(loaded.schema_version, 2);
+    assert_eq!(loaded.added_fields, vec!["cpu".to_string()]);
     assert_eq!(loaded.leader_state, LeaderState::Downgrading);
     assert_eq!(loaded.files.len(), 1);
     assert_eq!(reopened.regions().expect("list"), vec![REGION]);
@@ -148,6 +154,33 @@ fn every_damaged_manifest_is_a_typed_error_and_a_leftover_temp_file_is_harmless(
     }
 }
 
+/// A manifest written before schemas had fields (format 1: no field list
+/// after the files) still reads, with no added fields; the fields a
+/// format 2 file lists come back.
+#[test]
+fn a_format_1_manifest_still_reads_and_format_2_keeps_the_added_fields() {
+    let mut with_fields = RegionManifest::new(RegionId(4));
+    with_fields.schema_version = 3;
+    with_fields.added_fields = vec!["cpu".to_string(), "mem".to_string()];
+    let current = manifest::encode(&with_fields);
+    assert_eq!(manifest::decode(&current), Ok(with_fields.clone()));
+
+    // The same manifest as format 1 wrote it: no field list, format 1,
+    // the length and checksum of that payload.
+    let mut old = with_fields.clone();
+    old.added_fields.clear();
+    let bytes = manifest::encode(&old);
+    let payload_len = bytes.len() - 16 - 4;
+    let payload = &bytes[16..16 + payload_len];
+    let mut format_1 = Vec::new();
+    format_1.extend_from_slice(&bytes[..4]);
+    format_1.extend_from_slice(&1u32.to_le_bytes());
+    format_1.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    format_1.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    format_1.extend_from_slice(payload);
+    assert_eq!(manifest::decode(&format_1), Ok(old));
+}
+
 #[test]
 fn a_manifest_in_another_regions_directory_is_refused() {
     let (_temp, fs) = root();
@@ -171,9 +204,10 @@ fn an_sst_put_through_the_store_reads_back_with_the_parquet_reader() {
             ts: index * 10,
             value: index as f64 * 0.5,
             sequence: 100 + index as u64,
+            fields: Vec::new(),
         })
         .collect();
-    let bytes = sst::encode_rows("r3", &rows).expect("encode");
+    let bytes = sst::encode_rows("r3", &RegionSchema::default(), &rows).expect("encode");
     let path = sst_path(REGION, FileId(12));
     ready(store.put(&path, bytes.clone())).expect("put");
     // A crash mid-put of another SST leaves only a temp file: never listed.

@@ -26,6 +26,7 @@ fn entry(entry_id: u64) -> WalEntry {
                 series: format!("host-{entry_id}-{index}"),
                 ts: entry_id as i64 * 1_000 + index,
                 value: entry_id as f64 + index as f64 / 10.0,
+                fields: Vec::new(),
             })
             .collect(),
     }

@@ -62,6 +62,7 @@ fn request_kinds_and_flush_reasons_have_stable_names() {
             Request::Alter {
                 region_id,
                 schema_version: 1,
+                add_field: None,
             },
             "alter",
         ),

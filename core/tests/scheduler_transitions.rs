@@ -248,6 +248,7 @@ impl Harness {
         let request = Request::Alter {
             region_id,
             schema_version: 1,
+            add_field: None,
         };
         self.scheduler
             .add_ddl_request_to_pending(ClientRequest { request, responder })

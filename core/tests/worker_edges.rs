@@ -486,6 +486,7 @@ fn dropping_a_busy_region_counts_every_waiter_it_fails() {
         Request::Alter {
             region_id: R1,
             schema_version: 2,
+            add_field: None,
         },
     );
     let behind = [

@@ -766,6 +766,7 @@ fn acknowledged_rows(
                 ts: value.ts,
                 value: value.value,
                 sequence,
+                fields: Vec::new(),
             };
             acknowledged.insert((*region_id, sequence), row);
         }

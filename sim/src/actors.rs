@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use flush_core::error::{ErrorKind, RequestError};
 use flush_core::ids::{RegionId, RequestId};
-use flush_core::memtable::RowValue;
+use flush_core::memtable::{FieldValue, RowValue};
 use flush_core::request::{ClientRequest, RegionRole, Reply, Request, Responder};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{self, BoxFuture, Either};
@@ -44,12 +44,15 @@ impl Requester {
         self.await_reply(id, sent).await
     }
 
-    /// Writes rows `(series, ts)`; each row's value is its ledger row id.
+    /// Writes rows `(series, ts)`; each row's value is its ledger row id,
+    /// and it sets each of `fields` to that id plus half the field's
+    /// position (exact in an f64).
     pub async fn write(
         &self,
         origin: Origin,
         region_id: RegionId,
         rows: Vec<(String, i64)>,
+        fields: &[String],
     ) -> Outcome {
         let now_us = self.world.now_us();
         let (id, request, generation, crashed) = self.world.with(|state| {
@@ -58,10 +61,14 @@ impl Requester {
             let rows: Vec<RowValue> = rows
                 .into_iter()
                 .enumerate()
-                .map(|(index, (series, ts))| RowValue {
-                    series,
-                    ts,
-                    value: (first_row_id + index as u64) as f64,
+                .map(|(index, (series, ts))| {
+                    let value = (first_row_id + index as u64) as f64;
+                    RowValue {
+                        series,
+                        ts,
+                        value,
+                        fields: field_values(fields, value),
+                    }
                 })
                 .collect();
             let request = Request::Write { region_id, rows };
@@ -202,6 +209,26 @@ fn describe_request(id: RequestId, origin: Origin, request: &Request) -> String 
     )
 }
 
+/// Values for `fields` of a row whose base value is `value`.
+fn field_values(fields: &[String], value: f64) -> Vec<FieldValue> {
+    fields
+        .iter()
+        .enumerate()
+        .map(|(position, name)| FieldValue {
+            name: name.clone(),
+            value: value + 0.5 * (position + 1) as f64,
+        })
+        .collect()
+}
+
+/// A poisoned lock only means another client task panicked; the run's
+/// panic check reports that, and the map is still sound.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// What a client believes about a region, from the replies it saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Belief {
@@ -228,7 +255,13 @@ pub struct Client {
     stop: Arc<AtomicBool>,
     running: Arc<AtomicUsize>,
     beliefs: BTreeMap<RegionId, Belief>,
+    /// Fields this client's own alters added, per region: its writes set
+    /// them. Shared with its in-flight alters, which add to it.
+    fields: KnownFields,
 }
+
+/// Fields a client knows each region to have.
+type KnownFields = Arc<Mutex<BTreeMap<RegionId, Vec<String>>>>;
 
 impl Client {
     #[allow(clippy::too_many_arguments)]
@@ -253,6 +286,7 @@ impl Client {
             stop,
             running,
             beliefs: BTreeMap::new(),
+            fields: KnownFields::default(),
         }
     }
 
@@ -302,13 +336,17 @@ impl Client {
             .into_iter()
             .zip(ts..)
             .collect();
+        let fields = lock(&self.fields)
+            .get(&region_id)
+            .cloned()
+            .unwrap_or_default();
         let requester = self.requester.clone();
         let origin = self.origin();
         async move {
             (
                 region_id,
                 "write",
-                requester.write(origin, region_id, rows).await,
+                requester.write(origin, region_id, rows, &fields).await,
             )
         }
         .boxed()
@@ -319,7 +357,23 @@ impl Client {
         let origin = self.origin();
         let region_id = request.region_id();
         let kind = request.kind();
-        async move { (region_id, kind, requester.call(origin, request).await) }.boxed()
+        let added = match &request {
+            Request::Alter { add_field, .. } => add_field.clone(),
+            _ => None,
+        };
+        let fields = self.fields.clone();
+        async move {
+            let outcome = requester.call(origin, request).await;
+            if let (Some(name), true) = (added, outcome.is_ok()) {
+                let mut known = lock(&fields);
+                let region = known.entry(region_id).or_default();
+                if !region.contains(&name) {
+                    region.push(name);
+                }
+            }
+            (region_id, kind, outcome)
+        }
+        .boxed()
     }
 
     /// The non-write requests that follow this write, per the mix.
@@ -330,6 +384,21 @@ impl Client {
     }
 
     fn observe(&mut self, (region_id, kind, outcome): (RegionId, &'static str, Outcome)) {
+        // A new incarnation has none of the old one's fields.
+        let schema_reset = matches!(
+            (&outcome, kind),
+            (Outcome::Ok(_), "drop" | "create")
+                | (
+                    Outcome::Err {
+                        kind: ErrorKind::UnknownColumn,
+                        ..
+                    },
+                    _
+                )
+        );
+        if schema_reset {
+            lock(&self.fields).remove(&region_id);
+        }
         let belief = match (&outcome, kind) {
             (Outcome::Err { kind, .. }, _) => match kind {
                 ErrorKind::RegionNotFound | ErrorKind::RegionDropped | ErrorKind::RegionClosed => {
@@ -461,6 +530,7 @@ impl Injector {
                 _ => Request::Alter {
                     region_id,
                     schema_version: self.world.with(|state| state.next_schema_version()),
+                    add_field: None,
                 },
             };
             self.spawn_request(request);

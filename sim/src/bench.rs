@@ -43,6 +43,7 @@ use flush_core::ports::{
 use flush_core::request::{
     BackgroundNotify, ClientRequest, RegionRole, Reply, Request, Responder, WorkerRequest,
 };
+use flush_core::schema::RegionSchema;
 use flush_core::worker::RegionWorker;
 use futures::channel::{mpsc, oneshot};
 use futures::executor::LocalPool;
@@ -319,6 +320,7 @@ fn parquet_batches() -> Vec<Vec<Row>> {
                         ts: (batch * PARQUET_ROWS_PER_BATCH + i) as i64,
                         value: sequence as f64,
                         sequence,
+                        fields: Vec::new(),
                     }
                 })
                 .collect()
@@ -330,7 +332,10 @@ fn time_parquet(rounds: u64) -> ParquetTiming {
     let batches = parquet_batches();
     let arrow_batches: Vec<_> = batches
         .iter()
-        .map(|rows| flush_core::sst::rows_to_batch(rows).expect("bench rows make a batch"))
+        .map(|rows| {
+            flush_core::sst::rows_to_batch(&RegionSchema::default(), rows)
+                .expect("bench rows make a batch")
+        })
         .collect();
     let mut ours_walls = Vec::new();
     let mut raw_walls = Vec::new();
@@ -340,9 +345,13 @@ fn time_parquet(rounds: u64) -> ParquetTiming {
         ours_bytes = batches
             .iter()
             .map(|rows| {
-                flush_core::sst::encode_rows("bench.parquet", std::hint::black_box(rows))
-                    .expect("bench rows encode")
-                    .len()
+                flush_core::sst::encode_rows(
+                    "bench.parquet",
+                    &RegionSchema::default(),
+                    std::hint::black_box(rows),
+                )
+                .expect("bench rows encode")
+                .len()
             })
             .sum();
         ours_walls.push(ms(started.elapsed()));
@@ -740,6 +749,7 @@ impl DirectClient {
                 series,
                 ts: i64::from(i),
                 value: f64::from(i),
+                fields: Vec::new(),
             })
             .collect();
         let reply = self.requester.call(Request::Write { region_id, rows });

@@ -204,6 +204,7 @@ async fn client(
                 series,
                 ts: i64::from(write) * 1_000 + index as i64,
                 value: rng.gen(),
+                fields: Vec::new(),
             })
             .collect();
         let mut requests = vec![Request::Write {

@@ -30,6 +30,12 @@ pub fn write_series(rng: &mut ChaCha8Rng, workload: &Workload) -> Vec<String> {
         .collect()
 }
 
+/// The field an alter to `schema_version` adds: a nullable column that
+/// later writes of the client that saw the alter succeed set.
+pub fn field_name(schema_version: u64) -> String {
+    format!("f{schema_version}")
+}
+
 /// The requests issued beside one write: each kind of the workload's mix
 /// with its per-mille chance, in a fixed order, each on a drawn region.
 /// `next_schema_version` is asked once per request issued.
@@ -45,6 +51,7 @@ pub fn mixed_requests(
         (mix.alter, |region_id, schema_version| Request::Alter {
             region_id,
             schema_version,
+            add_field: Some(field_name(schema_version)),
         }),
         (mix.truncate, |region_id, _| Request::Truncate { region_id }),
         (mix.drop, |region_id, _| Request::Drop { region_id }),

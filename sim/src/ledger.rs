@@ -308,6 +308,7 @@ mod tests {
                     series: "s".into(),
                     ts: i as i64,
                     value: 0.0,
+                    fields: Vec::new(),
                 })
                 .collect(),
         }

@@ -17,7 +17,7 @@ use flush_core::error::ErrorKind;
 use flush_core::flush::FlushStatusView;
 use flush_core::ids::{sst_path, FileId, RegionId};
 use flush_core::manifest::LeaderState;
-use flush_core::memtable::Row;
+use flush_core::memtable::{FieldValue, Row};
 use flush_core::request::Output;
 use flush_core::telemetry;
 use flush_core::worker::WorkerView;
@@ -462,6 +462,9 @@ fn cause_of(kind: ErrorKind) -> Cause {
             Cause::Injected(&[FaultClass::WalAppendFailure, FaultClass::WalTruncateFailure])
         }
         ErrorKind::InvalidRequest => Cause::Never,
+        // A client writes the fields its alters added; a drop (and the
+        // create after it) starts the region over without them.
+        ErrorKind::UnknownColumn => Cause::Requests(&["drop"]),
     }
 }
 
@@ -1150,6 +1153,25 @@ fn expect_of(write: &LedgerEntry, erasers: &[&LedgerEntry]) -> Expect {
     }
 }
 
+/// Whether a row read back sets exactly the added fields written, to the
+/// same bits; the order may differ (a file orders its columns by schema).
+fn same_fields(found: &[FieldValue], written: &[FieldValue]) -> bool {
+    found.len() == written.len()
+        && written.iter().all(|field| {
+            found
+                .iter()
+                .any(|f| f.name == field.name && f.value.to_bits() == field.value.to_bits())
+        })
+}
+
+fn describe_fields(fields: &[FieldValue]) -> String {
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|field| format!("{}={}", field.name, field.value))
+        .collect();
+    parts.join(", ")
+}
+
 /// Regions that skip the WAL, and what flushed them. An acknowledged
 /// write to such a region outlives its engine (a crash, a stop) only if a
 /// close, flush or downgrade of the region sent after the ack answered Ok
@@ -1378,6 +1400,16 @@ fn row_problems(
                 written.ts,
                 item.row.series,
                 item.row.ts,
+                item.place
+            ));
+        }
+        if !same_fields(&item.row.fields, &written.fields) {
+            problems.push(format!(
+                "row {row_id} of {}: expected added fields [{}], saw [{}] in {} (a field the \
+                 row did not set reads null)",
+                write.describe(),
+                describe_fields(&written.fields),
+                describe_fields(&item.row.fields),
                 item.place
             ));
         }

@@ -152,8 +152,13 @@ fn warm_up_process_globals() {
             ts: 0,
             value: 0.0,
             sequence: 1,
+            fields: Vec::new(),
         }];
-        if let Ok(bytes) = flush_core::sst::encode_rows("warm-up", &rows) {
+        if let Ok(bytes) = flush_core::sst::encode_rows(
+            "warm-up",
+            &flush_core::schema::RegionSchema::default(),
+            &rows,
+        ) {
             let _ = flush_core::sst::decode_rows("warm-up", bytes);
         }
     });

@@ -42,6 +42,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "failed_flush_file_removed",
     "periodic_flush",
     "closing_flush",
+    "region_altered",
     // Crash windows (sim marks): every one hit somewhere in the sweep.
     "crash_any_time",
     "crash_mid_sst_write",

@@ -18,6 +18,9 @@
 //!
 //! - periodic flushes (sweep plans draw an auto-flush interval) expose
 //!   `periodic-flush-bypasses-scheduler`: only the periodic path has it.
+//! - alters that add fields (the clients' alters; their writes then set
+//!   the fields, and `region_altered` counts them) expose
+//!   `sst-drops-added-fields`: without them every row is base columns.
 //! - regions that skip the WAL (sweep plans make some) expose
 //!   `close-drops-unlogged-rows`: a region with a WAL replays what a close
 //!   dropped, so only an unlogged one loses it (its closing flush is the
@@ -177,5 +180,19 @@ fn only_regions_without_a_wal_expose_a_close_that_drops_unlogged_rows() {
         "every region logged",
         all_logged,
         PlantedBug::CloseDropsUnloggedRows,
+    );
+}
+
+#[test]
+fn only_alters_that_add_fields_expose_an_sst_that_drops_them() {
+    let no_client_alters = |seed| {
+        let mut plan = Plan::from_seed(seed);
+        plan.workload.mix.alter = 0;
+        plan
+    };
+    assert_only_with(
+        "no client alters",
+        no_client_alters,
+        PlantedBug::SstDropsAddedFields,
     );
 }

@@ -742,6 +742,7 @@ fn core_request(request: ModelRequest, no: usize) -> Request {
                     series: SERIES.to_string(),
                     ts: (no * 1000 + i) as i64,
                     value: i as f64,
+                    fields: Vec::new(),
                 })
                 .collect(),
         },
@@ -749,6 +750,7 @@ fn core_request(request: ModelRequest, no: usize) -> Request {
         ModelRequest::Alter { .. } => Request::Alter {
             region_id: region,
             schema_version: no as u64,
+            add_field: None,
         },
         ModelRequest::Truncate { .. } => Request::Truncate { region_id: region },
         ModelRequest::Drop { .. } => Request::Drop { region_id: region },

@@ -43,6 +43,7 @@ fn rows(region_id: RegionId, write: usize) -> Vec<RowValue> {
             series: format!("r{}-host-{}", region_id.0, index % 3),
             ts: (write * 20 + index) as i64,
             value: write as f64 + index as f64 / 100.0,
+            fields: Vec::new(),
         })
         .collect()
 }
@@ -75,6 +76,7 @@ async fn write_all(
                         ts: row.ts,
                         value: row.value,
                         sequence,
+                        fields: Vec::new(),
                     }),
             );
         }

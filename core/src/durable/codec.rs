@@ -5,6 +5,7 @@
 /// Appends fixed-size little-endian fields to a buffer.
 pub(crate) trait PutLe {
     fn put_u8(&mut self, value: u8);
+    fn put_u16(&mut self, value: u16);
     fn put_u32(&mut self, value: u32);
     fn put_u64(&mut self, value: u64);
     fn put_i64(&mut self, value: i64) {
@@ -15,6 +16,9 @@ pub(crate) trait PutLe {
 impl PutLe for Vec<u8> {
     fn put_u8(&mut self, value: u8) {
         self.push(value);
+    }
+    fn put_u16(&mut self, value: u16) {
+        self.extend_from_slice(&value.to_le_bytes());
     }
     fn put_u32(&mut self, value: u32) {
         self.extend_from_slice(&value.to_le_bytes());
@@ -56,6 +60,10 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u8(&mut self, what: &str) -> Result<u8, String> {
         Ok(self.array::<1>(what)?[0])
+    }
+
+    pub(crate) fn u16(&mut self, what: &str) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.array(what)?))
     }
 
     pub(crate) fn u32(&mut self, what: &str) -> Result<u32, String> {

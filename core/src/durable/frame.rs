@@ -5,7 +5,12 @@
 //! frame   = len: u32 LE | crc32(payload): u32 LE | payload (len bytes)
 //! payload = entry_id: u64 | first_sequence: u64 | rows: u32 | row*
 //! row     = series_len: u32 | series (UTF-8) | ts: i64 | value: f64 bits
+//!           [ fields: u16 | (name_len: u16 | name (UTF-8) | value: f64 bits)* ]
 //! ```
+//!
+//! The bracketed part is there only when bit 31 of `rows` is set: an entry
+//! whose rows set no added field is written exactly as before alters
+//! added fields, and a log written then reads the same now.
 //!
 //! A crash can only hurt what was written after the last sync, and a write
 //! that did not finish leaves a *prefix* of its bytes. So a bad frame that
@@ -16,7 +21,7 @@
 use thiserror::Error;
 
 use super::codec::{PutLe as _, Reader};
-use crate::memtable::{RowValue, WalEntry};
+use crate::row::{FieldValue, RowValue, WalEntry};
 
 /// Bytes before the payload.
 pub const HEADER_BYTES: usize = 8;
@@ -24,6 +29,10 @@ pub const HEADER_BYTES: usize = 8;
 pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
 const PAYLOAD_FIXED_BYTES: usize = 8 + 8 + 4;
 const ROW_FIXED_BYTES: usize = 4 + 8 + 8;
+/// Bit of `rows` saying every row carries its added fields.
+const WITH_FIELDS: u32 = 1 << 31;
+/// The most added fields one row may carry in a frame.
+const MAX_ROW_FIELDS: usize = u16::MAX as usize;
 
 /// A frame that is bad and is not the file's tail.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -56,12 +65,26 @@ pub struct Scanned {
 /// would pass [`MAX_PAYLOAD_BYTES`] (a client's write of that size is
 /// refused by the WAL, not a panic).
 pub fn encode(entry: &WalEntry) -> Result<Vec<u8>, String> {
+    let with_fields = entry.rows.iter().any(|row| !row.fields.is_empty());
     let rows_bytes: usize = entry
         .rows
         .iter()
-        .map(|row| ROW_FIXED_BYTES.saturating_add(row.series.len()))
+        .map(|row| {
+            ROW_FIXED_BYTES.saturating_add(row.series.len()) + fields_bytes(row, with_fields)
+        })
         .fold(0, usize::saturating_add);
     let payload_len = PAYLOAD_FIXED_BYTES.saturating_add(rows_bytes);
+    if let Some(row) = entry.rows.iter().find(|row| {
+        row.fields.len() > MAX_ROW_FIELDS
+            || row.fields.iter().any(|f| f.name.len() > u16::MAX as usize)
+    }) {
+        return Err(format!(
+            "entry {} has a row with {} added fields or a name over {} bytes",
+            entry.entry_id,
+            row.fields.len(),
+            u16::MAX
+        ));
+    }
     if payload_len > MAX_PAYLOAD_BYTES {
         return Err(format!(
             "entry {} is {payload_len} bytes, over the {MAX_PAYLOAD_BYTES}-byte frame limit",
@@ -74,16 +97,36 @@ pub fn encode(entry: &WalEntry) -> Result<Vec<u8>, String> {
     frame.put_u32(0); // the checksum, once the payload is in
     frame.put_u64(entry.entry_id);
     frame.put_u64(entry.first_sequence);
-    frame.put_u32(entry.rows.len() as u32);
+    let flag = if with_fields { WITH_FIELDS } else { 0 };
+    frame.put_u32(entry.rows.len() as u32 | flag);
     for row in &entry.rows {
         frame.put_u32(row.series.len() as u32);
         frame.extend_from_slice(row.series.as_bytes());
         frame.put_i64(row.ts);
         frame.put_u64(row.value.to_bits());
+        if with_fields {
+            frame.put_u16(row.fields.len() as u16);
+            for field in &row.fields {
+                frame.put_u16(field.name.len() as u16);
+                frame.extend_from_slice(field.name.as_bytes());
+                frame.put_u64(field.value.to_bits());
+            }
+        }
     }
     let crc = crc32fast::hash(&frame[HEADER_BYTES..]);
     frame[4..HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
     Ok(frame)
+}
+
+/// Bytes a row's added fields take in a frame.
+fn fields_bytes(row: &RowValue, with_fields: bool) -> usize {
+    if !with_fields {
+        return 0;
+    }
+    row.fields
+        .iter()
+        .map(|field| 2 + field.name.len() + 8)
+        .fold(2, usize::saturating_add)
 }
 
 /// Reads every frame of `bytes`. A bad last frame is a torn tail; a bad
@@ -164,7 +207,15 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
     let mut reader = Reader::new(payload);
     let entry_id = reader.u64("the entry id")?;
     let first_sequence = reader.u64("the first sequence")?;
-    let count = reader.count("rows", ROW_FIXED_BYTES)?;
+    let rows_word = reader.u32("the row count")?;
+    let with_fields = rows_word & WITH_FIELDS != 0;
+    let count = (rows_word & !WITH_FIELDS) as usize;
+    if count > reader.remaining() / ROW_FIXED_BYTES {
+        return Err(format!(
+            "{count} rows claimed in {} bytes",
+            reader.remaining()
+        ));
+    }
     let mut rows = Vec::with_capacity(count);
     for _ in 0..count {
         let series_len = reader.u32("a series length")? as usize;
@@ -174,7 +225,17 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
             .to_string();
         let ts = reader.i64("a timestamp")?;
         let value = f64::from_bits(reader.u64("a value")?);
-        rows.push(RowValue { series, ts, value });
+        let fields = if with_fields {
+            decode_fields(&mut reader)?
+        } else {
+            Vec::new()
+        };
+        rows.push(RowValue {
+            series,
+            ts,
+            value,
+            fields,
+        });
     }
     reader.finish("row")?;
     Ok(WalEntry {
@@ -182,6 +243,21 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
         first_sequence,
         rows,
     })
+}
+
+fn decode_fields(reader: &mut Reader<'_>) -> Result<Vec<FieldValue>, String> {
+    let count = reader.u16("a field count")? as usize;
+    let mut fields = Vec::with_capacity(count.min(reader.remaining() / 10));
+    for _ in 0..count {
+        let len = reader.u16("a field name length")? as usize;
+        let name = reader.take(len, "a field name")?;
+        let name = std::str::from_utf8(name)
+            .map_err(|_| "a field name that is not UTF-8".to_string())?
+            .to_string();
+        let value = f64::from_bits(reader.u64("a field value")?);
+        fields.push(FieldValue { name, value });
+    }
+    Ok(fields)
 }
 
 #[cfg(test)]
@@ -197,6 +273,7 @@ mod tests {
                     series: format!("host-{index}"),
                     ts: index as i64 * 1_000 - 5,
                     value: index as f64 / 3.0,
+                    fields: Vec::new(),
                 })
                 .collect(),
         }
@@ -218,6 +295,7 @@ mod tests {
                 series: "x".repeat(MAX_PAYLOAD_BYTES),
                 ts: 0,
                 value: 0.0,
+                fields: Vec::new(),
             }],
         };
         let error = encode(&huge).expect_err("over the limit");
@@ -232,6 +310,32 @@ mod tests {
         assert_eq!(scanned.entries, entries);
         assert_eq!(scanned.valid_len, bytes.len());
         assert_eq!(scanned.end, ScanEnd::Clean);
+    }
+
+    /// Rows that set added fields round-trip; an entry whose rows set none
+    /// is framed exactly as before fields existed (no flag, no counts).
+    #[test]
+    fn added_fields_round_trip_and_entries_without_them_keep_the_old_layout() {
+        let plain = entry(4, 2);
+        let mut with_fields = entry(5, 2);
+        with_fields.rows[1].fields.push(FieldValue {
+            name: "cpu".to_string(),
+            value: 2.5,
+        });
+        let bytes = log(&[plain.clone(), with_fields.clone()]);
+        let scanned = scan(&bytes).expect("a clean log");
+        assert_eq!(scanned.entries, vec![plain.clone(), with_fields]);
+        let framed = encode(&plain).expect("a small entry");
+        let old_layout = HEADER_BYTES
+            + PAYLOAD_FIXED_BYTES
+            + plain
+                .rows
+                .iter()
+                .map(|row| ROW_FIXED_BYTES + row.series.len())
+                .sum::<usize>();
+        assert_eq!(framed.len(), old_layout);
+        let rows_word = &framed[HEADER_BYTES + 16..HEADER_BYTES + 20];
+        assert_eq!(rows_word, &2u32.to_le_bytes(), "no flag, the plain count");
     }
 
     #[test]

@@ -38,7 +38,10 @@ pub const MANIFEST_DIR: &str = "manifest";
 const CURRENT: &str = "MANIFEST";
 const TEMP: &str = "MANIFEST.tmp";
 const MAGIC: &[u8; 4] = b"FSMF";
-const FORMAT: u32 = 1;
+/// Format 2 added the schema's added fields after the files; format 1
+/// files (no fields) are still read.
+const FORMAT: u32 = 2;
+const FORMAT_WITHOUT_FIELDS: u32 = 1;
 const HEADER_BYTES: usize = 16;
 const FILE_META_BYTES: usize = 8 * 6 + 1;
 
@@ -272,6 +275,11 @@ pub fn encode(manifest: &RegionManifest) -> Vec<u8> {
         payload.put_u64(file.max_sequence);
         payload.put_u8(file.level);
     }
+    payload.put_u32(u32::try_from(manifest.added_fields.len()).unwrap_or(u32::MAX));
+    for name in &manifest.added_fields {
+        payload.put_u32(u32::try_from(name.len()).unwrap_or(u32::MAX));
+        payload.extend_from_slice(name.as_bytes());
+    }
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
     bytes.extend_from_slice(MAGIC);
     bytes.put_u32(FORMAT);
@@ -288,8 +296,10 @@ pub fn decode(bytes: &[u8]) -> Result<RegionManifest, String> {
         return Err("not a manifest file (bad magic)".to_string());
     }
     let format = header.u32("the format")?;
-    if format != FORMAT {
-        return Err(format!("format {format}, this build reads {FORMAT}"));
+    if format != FORMAT && format != FORMAT_WITHOUT_FIELDS {
+        return Err(format!(
+            "format {format}, this build reads {FORMAT_WITHOUT_FIELDS} and {FORMAT}"
+        ));
     }
     let len = header.u32("the length")? as usize;
     let crc = header.u32("the checksum")?;
@@ -298,10 +308,10 @@ pub fn decode(bytes: &[u8]) -> Result<RegionManifest, String> {
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch".to_string());
     }
-    decode_payload(payload)
+    decode_payload(payload, format)
 }
 
-fn decode_payload(payload: &[u8]) -> Result<RegionManifest, String> {
+fn decode_payload(payload: &[u8], format: u32) -> Result<RegionManifest, String> {
     let mut reader = Reader::new(payload);
     let region_id = RegionId(reader.u64("the region id")?);
     let mut manifest = RegionManifest::new(region_id);
@@ -330,6 +340,16 @@ fn decode_payload(payload: &[u8]) -> Result<RegionManifest, String> {
             level: reader.u8("a level")?,
         };
         manifest.files.insert(file.file_id, file);
+    }
+    if format >= FORMAT {
+        let count = reader.count("added fields", 4)?;
+        for _ in 0..count {
+            let len = reader.u32("a field name length")? as usize;
+            let name = reader.take(len, "a field name")?;
+            let name = std::str::from_utf8(name)
+                .map_err(|_| "a field name that is not UTF-8".to_string())?;
+            manifest.added_fields.push(name.to_string());
+        }
     }
     reader.finish("file")?;
     Ok(manifest)

@@ -9,18 +9,20 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::FutureExt;
 
 use crate::buffer::WriteBufferManager;
 use crate::bugs::{Bugs, PlantedBug};
-use crate::error::{panic_message, FlushError};
+use crate::error::{panic_message, FlushError, SstError};
 use crate::events::CoreEvent;
 use crate::ids::{sst_path, FileId, MemtableId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, ManifestChange, RegionEdit};
-use crate::memtable::Memtable;
+use crate::memtable::{Memtable, Row};
 use crate::ports::{Job, NotifyError, Ports, WorkerNotifier};
 use crate::region::Region;
 use crate::request::{BackgroundNotify, FlushFailed, FlushFinished, FlushReason};
+use crate::schema::RegionSchema;
 use crate::sst;
 use crate::telemetry;
 
@@ -326,6 +328,26 @@ fn file_id_for(epoch: u64, memtable: MemtableId) -> FileId {
     FileId(epoch << 32 | (memtable.0 & 0xffff_ffff))
 }
 
+/// Encodes a memtable in the schema its rows were written under.
+fn encode_memtable(env: &FlushEnv, path: &str, memtable: &Memtable) -> Result<Bytes, SstError> {
+    if !env.bugs.has(PlantedBug::SstDropsAddedFields) {
+        return sst::encode_rows(path, memtable.schema(), memtable.rows());
+    }
+    let base = RegionSchema {
+        version: memtable.schema().version,
+        added_fields: Vec::new(),
+    };
+    let rows: Vec<Row> = memtable
+        .rows()
+        .iter()
+        .map(|row| Row {
+            fields: Vec::new(),
+            ..row.clone()
+        })
+        .collect();
+    sst::encode_rows(path, &base, &rows)
+}
+
 async fn write_sst(
     env: &FlushEnv,
     snapshot: &FlushSnapshot,
@@ -337,8 +359,8 @@ async fn write_sst(
     let path = sst_path(region_id, file_id);
     let rows = memtable.rows();
     let encode_started_ms = env.ports.clock.now_ms();
-    let bytes =
-        sst::encode_rows(&path, rows).map_err(|source| FlushError::Sst { region_id, source })?;
+    let bytes = encode_memtable(env, &path, memtable)
+        .map_err(|source| FlushError::Sst { region_id, source })?;
     telemetry::memtable_encoded(env.ports.clock.now_ms().saturating_sub(encode_started_ms));
     let size_bytes = bytes.len() as u64;
     progress.began_puts.push(path.clone());

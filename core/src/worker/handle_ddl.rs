@@ -2,9 +2,11 @@
 //! memtable, so a region holding data flushes first and the alter waits.
 
 use crate::error::RequestError;
+use crate::events::CoreEvent;
 use crate::flush::FlushTask;
 use crate::manifest::ManifestChange;
 use crate::request::{ClientRequest, FlushReason, Output, Request};
+use crate::schema::check_field_name;
 
 use super::RegionWorker;
 
@@ -17,6 +19,19 @@ impl RegionWorker {
         if !region.is_writable() {
             let state = region.leader_state;
             return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+        }
+        if let Request::Alter {
+            add_field: Some(name),
+            ..
+        } = &request.request
+        {
+            if let Err(error) = check_field_name(name) {
+                let reason = error.to_string();
+                return Self::reply_err(
+                    request,
+                    RequestError::InvalidRequest { region_id, reason },
+                );
+            }
         }
         // DDLs of one region run in arrival order.
         let request = if self.scheduler.has_pending_ddls(region_id) {
@@ -43,15 +58,32 @@ impl RegionWorker {
 
     async fn apply_alter(&mut self, request: ClientRequest) {
         let region_id = request.request.region_id();
-        let Request::Alter { schema_version, .. } = request.request else {
+        let Request::Alter {
+            schema_version,
+            add_field,
+            ..
+        } = &request.request
+        else {
             let reason = format!("{} routed to alter", request.request.kind());
             return Self::reply_err(request, RequestError::InvalidRequest { region_id, reason });
         };
-        let change = ManifestChange::Alter { schema_version };
+        let (schema_version, add_field) = (*schema_version, add_field.clone());
+        let change = ManifestChange::Alter {
+            schema_version,
+            add_field: add_field.clone(),
+        };
         match self.env.ports.manifests.apply(region_id, change).await {
             Ok(manifest) => {
+                let schema = manifest.schema();
                 if let Some(region) = self.regions.get_mut(&region_id) {
-                    region.schema_version = manifest.schema_version;
+                    if *region.version.schema().as_ref() != schema {
+                        region.version.set_schema(schema);
+                        self.env.ports.events.record(CoreEvent::RegionAltered {
+                            region_id,
+                            schema_version,
+                            added_field: add_field,
+                        });
+                    }
                 }
                 request.responder.send(Ok(Output::Done));
             }

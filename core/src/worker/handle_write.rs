@@ -6,10 +6,38 @@ use crate::error::RequestError;
 use crate::events::CoreEvent;
 use crate::flush::FlushTask;
 use crate::ids::RegionId;
-use crate::memtable::WalEntry;
+use crate::memtable::{RowValue, WalEntry};
 use crate::request::{ClientRequest, FlushReason, Output, Request};
+use crate::schema::RegionSchema;
 
 use super::RegionWorker;
+
+/// A write's rows against the region's schema: at least one row, each
+/// added field named once and in the schema. An alter never removes a
+/// field, so rows checked here still fit when a stalled write runs later.
+fn check_rows(
+    region_id: RegionId,
+    schema: &RegionSchema,
+    rows: &[RowValue],
+) -> Result<(), RequestError> {
+    if rows.is_empty() {
+        let reason = "a write needs at least one row".to_string();
+        return Err(RequestError::InvalidRequest { region_id, reason });
+    }
+    for row in rows {
+        for (index, field) in row.fields.iter().enumerate() {
+            if !schema.has_field(&field.name) {
+                let column = field.name.clone();
+                return Err(RequestError::UnknownColumn { region_id, column });
+            }
+            if row.fields[..index].iter().any(|f| f.name == field.name) {
+                let reason = format!("a row sets field {} twice", field.name);
+                return Err(RequestError::InvalidRequest { region_id, reason });
+            }
+        }
+    }
+    Ok(())
+}
 
 impl RegionWorker {
     pub(super) async fn handle_write(&mut self, request: ClientRequest) {
@@ -21,9 +49,10 @@ impl RegionWorker {
             let state = region.leader_state;
             return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
         }
-        if matches!(&request.request, Request::Write { rows, .. } if rows.is_empty()) {
-            let reason = "a write needs at least one row".to_string();
-            return Self::reply_err(request, RequestError::InvalidRequest { region_id, reason });
+        if let Request::Write { rows, .. } = &request.request {
+            if let Err(error) = check_rows(region_id, region.version.schema(), rows) {
+                return Self::reply_err(request, error);
+            }
         }
         let request = if self.scheduler.has_pending_ddls(region_id) {
             match self.scheduler.add_write_request_to_pending(request) {

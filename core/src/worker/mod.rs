@@ -23,7 +23,7 @@
 //! | close     | Ok                  | closes (no flush)   | closes; skip-WAL: flushes first | Ok |
 //! | drop      | `RegionNotFound`    | `ReadOnly`          | `ReadOnly`           | `RegionNotFound` |
 //! | truncate  | `RegionNotFound`    | `ReadOnly`          | `ReadOnly`           | truncates again |
-//! | alter     | `RegionNotFound`    | `ReadOnly`          | `ReadOnly`           | Ok; the version never goes back |
+//! | alter     | `RegionNotFound`    | `ReadOnly`          | `ReadOnly`           | Ok; a field is added once, the version never goes back |
 //! | flush     | `RegionNotFound`    | `ReadOnly`          | flushes              | Ok |
 //! | downgrade | `RegionNotFound`    | Ok, no transition   | waits for the flush  | Ok |
 //! | set_role  | `RegionNotFound`    | leader: writable    | leader: writable (the downgrade's flush then fails) | Ok, no-op |
@@ -277,7 +277,7 @@ impl RegionWorker {
         RegionView {
             epoch: region.epoch,
             leader_state: region.leader_state,
-            schema_version: region.schema_version,
+            schema_version: region.version.schema().version,
             mutable_bytes: version.mutable_bytes(),
             immutable_bytes: version.immutable_bytes(),
             memtable_rows: version.memtable_rows().count(),

@@ -167,6 +167,7 @@ impl Rig {
                 series: "cpu".to_string(),
                 ts: index as i64,
                 value: 1.0,
+                fields: Vec::new(),
             })
             .collect();
         self.send(
@@ -218,6 +219,7 @@ fn requests_released_by_a_flush_run_within_the_same_handle() {
         Request::Alter {
             region_id: R1,
             schema_version: 2,
+            add_field: None,
         },
     );
     let behind = [rig.write("w3", 1), rig.write("w4", 2)];
@@ -232,7 +234,7 @@ fn requests_released_by_a_flush_run_within_the_same_handle() {
     for ticket in behind {
         rig.expect_ok(ticket);
     }
-    assert_eq!(rig.worker.regions[&R1].schema_version, 2);
+    assert_eq!(rig.worker.regions[&R1].version.schema().version, 2);
     assert_eq!(rig.worker.scheduler.status(R1), None);
     rig.ledger.assert_exactly_once();
 }
@@ -307,6 +309,7 @@ fn worker_with_waiters() -> (Rig, [Ticket; 3]) {
         Request::Alter {
             region_id: R1,
             schema_version: 2,
+            add_field: None,
         },
     );
     let flush = rig.send("flush", Request::Flush { region_id: R1 });

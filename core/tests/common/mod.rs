@@ -36,6 +36,7 @@ pub fn rows(series: &str, count: usize, first_ts: i64) -> Vec<RowValue> {
             series: series.to_string(),
             ts: first_ts + index as i64,
             value: (first_ts + index as i64) as f64 * 0.5,
+            fields: Vec::new(),
         })
         .collect()
 }
@@ -147,6 +148,7 @@ impl Scenario {
             Request::Alter {
                 region_id,
                 schema_version,
+                add_field: None,
             },
         )
     }

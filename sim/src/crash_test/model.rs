@@ -264,6 +264,7 @@ mod tests {
             ts: value.ts,
             value: value.value,
             sequence: 0,
+            fields: Vec::new(),
         }
     }
 

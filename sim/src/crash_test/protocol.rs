@@ -27,6 +27,7 @@ pub fn rows_of(write_id: u64) -> Vec<RowValue> {
             series: series_name(write_id, index),
             ts: (write_id * ROWS_PER_WRITE as u64 + index as u64) as i64,
             value: write_id as f64 + index as f64 * 0.125,
+            fields: Vec::new(),
         })
         .collect()
 }
@@ -64,6 +65,7 @@ impl Op {
             Op::Alter { schema_version } => Request::Alter {
                 region_id,
                 schema_version: *schema_version,
+                add_field: None,
             },
             Op::Truncate => Request::Truncate { region_id },
             Op::Drop => Request::Drop { region_id },

@@ -537,6 +537,7 @@ mod tests {
                     series: "s".to_string(),
                     ts: 1,
                     value: 2.0,
+                    fields: Vec::new(),
                 }],
             };
             for id in 1..=3 {
@@ -572,7 +573,10 @@ mod tests {
         use flush_core::manifest::{LeaderState, ManifestChange, RegionManifest};
 
         let region = RegionId(3);
-        let alter = ManifestChange::Alter { schema_version: 5 };
+        let alter = ManifestChange::Alter {
+            schema_version: 5,
+            add_field: None,
+        };
         for read_back in [false, true] {
             let fs = Arc::new(SimFs::reliable());
             let store = FileManifestStore::new(fs.clone());

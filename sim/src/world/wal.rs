@@ -317,6 +317,7 @@ mod tests {
                 series: "s".to_string(),
                 ts: 0,
                 value: entry_id as f64,
+                fields: Vec::new(),
             }],
         }
     }

@@ -747,10 +747,12 @@ fn core_request(request: ModelRequest, no: usize) -> Request {
                 .collect(),
         },
         ModelRequest::Flush { .. } => Request::Flush { region_id: region },
+        // Each alter adds a field: the core's schema path runs, and the
+        // model's answer (the alter waits for the flush) does not change.
         ModelRequest::Alter { .. } => Request::Alter {
             region_id: region,
             schema_version: no as u64,
-            add_field: None,
+            add_field: Some(format!("f{no}")),
         },
         ModelRequest::Truncate { .. } => Request::Truncate { region_id: region },
         ModelRequest::Drop { .. } => Request::Drop { region_id: region },

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::ids::RegionId;
-use crate::manifest::LeaderState;
+use crate::leader::LeaderState;
 
 /// Coarse error classes, stable for oracles and reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -67,6 +67,7 @@ pub mod events;
 pub mod flush;
 pub mod fs;
 pub mod ids;
+pub mod leader;
 pub mod local;
 pub mod manifest;
 pub mod memtable;

@@ -15,18 +15,8 @@ use std::collections::BTreeMap;
 
 use crate::error::ManifestError;
 use crate::ids::{FileId, RegionId};
+pub use crate::leader::LeaderState;
 use crate::schema::RegionSchema;
-
-/// The leader state of a region, as mito2 tracks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LeaderState {
-    /// Accepts writes; flushes commit expecting this state.
-    Writable,
-    /// Being downgraded: no writes; a downgrade flush commits expecting this.
-    Downgrading,
-    /// Downgraded: a follower, read-only.
-    Follower,
-}
 
 /// What a flush wrote: one level-0 SST.
 #[derive(Clone, Debug, PartialEq, Eq)]

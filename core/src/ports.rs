@@ -15,8 +15,8 @@ use crate::error::{ManifestError, StoreError, WalError};
 use crate::events::CoreEvent;
 use crate::ids::RegionId;
 use crate::manifest::{ManifestChange, RegionManifest};
-use crate::memtable::WalEntry;
 use crate::request::BackgroundNotify;
+use crate::row::WalEntry;
 
 /// A background job: in practice, one flush of one region.
 pub type Job = BoxFuture<'static, ()>;

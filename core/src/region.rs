@@ -12,7 +12,8 @@ use crate::buffer::WriteBufferManager;
 use crate::bugs::{Bugs, PlantedBug};
 use crate::ids::{FileId, MemtableId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, RegionEdit, RegionManifest};
-use crate::memtable::{AllocTracker, Memtable, Row, WalEntry};
+use crate::memtable::{AllocTracker, Memtable};
+use crate::row::{Row, WalEntry};
 use crate::schema::RegionSchema;
 
 /// Mutable memtable, frozen immutables, SSTs and the marks that tie them to
@@ -218,7 +219,7 @@ impl Region {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memtable::RowValue;
+    use crate::row::RowValue;
 
     fn entry(entry_id: u64, first_sequence: u64, rows: usize) -> WalEntry {
         WalEntry {

@@ -11,7 +11,7 @@ use futures::channel::oneshot;
 use crate::error::{FlushError, RequestError};
 use crate::ids::{MemtableId, RegionId, RequestId};
 use crate::manifest::RegionEdit;
-use crate::memtable::RowValue;
+use crate::row::RowValue;
 
 /// What a client asks a worker to do.
 #[derive(Clone, Debug, PartialEq)]

@@ -52,6 +52,8 @@ fn main() -> ExitCode {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Wall time of the searches, for the table.
+    #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let measurements = measure(&bugs, &start_seeds, args.seed_limit, jobs, |detection| {
         let found = detection.caught.as_ref().map_or(

@@ -122,6 +122,8 @@ pub fn bench_engine(dir: &Path, seed: u64) -> Result<EngineBenchReport, String> 
         .build()
         .map_err(|error| error.to_string())?;
     let (wall, writes, rows) = runtime.block_on(drive(&plan, fs.clone(), flushes.clone()))?;
+    // Wall time is what a benchmark measures.
+    #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     let simulated = run(&plan, Bugs::NONE);
     let sim_wall = started.elapsed();
@@ -167,6 +169,8 @@ async fn drive(
             .await
             .map_err(|error| format!("creating {region_id}: {error}"))?;
     }
+    // Wall time is what a benchmark measures.
+    #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     let clients = (0..workload.clients).map(|index| {
         let rng = stream_rng(plan.seed, STREAM_CLIENT_BASE + u64::from(index));

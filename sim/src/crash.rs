@@ -36,10 +36,10 @@ use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::{LedgerEntry, Origin, Outcome};
 use crate::oracle::{self, RecoveredRegion, SstCache};
 use crate::plan::{stream_rng, FaultClass, Plan, Workload, STREAM_CRASH};
-use crate::run::wait_until;
 use crate::world::crash::{CrashWindow, RecoveryRecord};
 use crate::world::fs::CrashLoss;
 use crate::world::notifier::WorkerRouter;
+use crate::world::wait_until;
 use crate::world::{sleep, World};
 
 /// Crashes one run may have.

@@ -43,6 +43,7 @@ use crate::plan::{stream_rng, FaultClass, Plan, STREAM_CLIENT_BASE};
 use crate::report::{replay_line, Report, WorkloadChoice};
 use crate::world::notifier::WorkerRouter;
 use crate::world::trace::format_hash;
+use crate::world::wait_until;
 use crate::world::{sleep, DuringFlush, World};
 
 /// Interval of the workers' periodic `Tick`.
@@ -82,6 +83,8 @@ pub fn seed_from_env(default: u64) -> u64 {
 
 pub fn run_with(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
     warm_up_process_globals();
+    // Wall time of the run, reported; never read inside it.
+    #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let thread_plan = plan.clone();
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
@@ -666,17 +669,4 @@ async fn settle(world: &World, rig: &Rig) -> bool {
         sleep(Duration::from_millis(POLL_MS)).await;
     }
     false
-}
-
-/// Polls `done` until it holds or `patience_ms` of simulated time passed;
-/// returns whether it held.
-pub(crate) async fn wait_until(world: &World, patience_ms: u64, done: impl Fn() -> bool) -> bool {
-    let deadline_ms = world.now_ms() + patience_ms;
-    while !done() {
-        if world.now_ms() >= deadline_ms {
-            return false;
-        }
-        sleep(Duration::from_millis(POLL_MS)).await;
-    }
-    true
 }

@@ -324,6 +324,8 @@ pub fn fault_coverage(summary: &SweepSummary) -> CheckResult {
 /// Runs every seed of `options`, calling `on_report` as each finishes (in
 /// completion order), and sums them up.
 pub fn sweep(options: &SweepOptions, mut on_report: impl FnMut(&Report)) -> SweepSummary {
+    // Wall time of the sweep, reported.
+    #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let seeds = match options.shard {
         Some(shard) => shard.select(&options.seeds),

@@ -32,8 +32,8 @@ use crate::bugs::{Bugs, PlantedBug};
 use crate::error::WalError;
 use crate::fs::{create_dir_durably, create_or_empty, ignore_missing, join, FileSystem, FsError};
 use crate::ids::RegionId;
-use crate::memtable::WalEntry;
 use crate::ports::Wal;
+use crate::row::WalEntry;
 
 /// Directory of every region's log, under the file system's root.
 pub const WAL_DIR: &str = "wal";

@@ -6,8 +6,8 @@ use crate::error::RequestError;
 use crate::events::CoreEvent;
 use crate::flush::FlushTask;
 use crate::ids::RegionId;
-use crate::memtable::{RowValue, WalEntry};
 use crate::request::{ClientRequest, FlushReason, Output, Request};
+use crate::row::{RowValue, WalEntry};
 use crate::schema::RegionSchema;
 
 use super::RegionWorker;

@@ -50,10 +50,10 @@ use crate::error::RequestError;
 use crate::flush::{FlushEnv, FlushScheduler, FlushStatusView};
 use crate::ids::{FileId, RegionId};
 use crate::manifest::LeaderState;
-use crate::memtable::Row;
 use crate::ports::{Ports, WorkerNotifier};
 use crate::region::Region;
 use crate::request::{ClientRequest, Request, WorkerRequest};
+use crate::row::Row;
 
 /// Settings of one worker.
 #[derive(Clone, Debug)]

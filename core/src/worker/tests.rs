@@ -25,11 +25,11 @@ use crate::error::ErrorKind;
 use crate::events::CoreEvent;
 use crate::ids::{RegionId, RequestId};
 use crate::local::{block_on, LocalObjectStore, MemoryManifestStore, MemoryWal};
-use crate::memtable::RowValue;
 use crate::ports::{
     Clock, EventSink, Job, JobRejected, JobScheduler, NoFaults, NotifyError, Ports, WorkerNotifier,
 };
 use crate::request::{BackgroundNotify, ClientRequest, Reply, Request, Responder, WorkerRequest};
+use crate::row::RowValue;
 
 const R1: RegionId = RegionId(1);
 

@@ -335,6 +335,8 @@ impl Run<'_> {
         // The kill: right away, or after a short real-time delay that
         // often lands inside a flush the last requests started.
         let delay_us = self.rng.gen_range(0..3_000u64);
+        // The crash test drives a real process in real time.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_micros(delay_us));
         kill(&mut session);
         self.report.kills += 1;

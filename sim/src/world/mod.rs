@@ -183,7 +183,9 @@ pub struct World {
 }
 
 impl World {
-    /// Must be called inside the run's madsim runtime (it reads the clock).
+    /// Must be called inside the run's madsim runtime (it reads the clock:
+    /// madsim's `Instant`, simulated time, which clippy sees as std's).
+    #[allow(clippy::disallowed_methods)]
     pub fn new(
         plan: &Plan,
         keep_trace: bool,
@@ -377,4 +379,20 @@ pub async fn sleep(duration: Duration) {
     if !duration.is_zero() {
         madsim::time::sleep(duration).await;
     }
+}
+
+/// How often [`wait_until`] looks again, in simulated ms.
+const WAIT_POLL_MS: u64 = 5;
+
+/// Polls `done` until it holds or `patience_ms` of simulated time passed;
+/// returns whether it held.
+pub async fn wait_until(world: &World, patience_ms: u64, done: impl Fn() -> bool) -> bool {
+    let deadline_ms = world.now_ms() + patience_ms;
+    while !done() {
+        if world.now_ms() >= deadline_ms {
+            return false;
+        }
+        sleep(Duration::from_millis(WAIT_POLL_MS)).await;
+    }
+    true
 }

@@ -3,6 +3,11 @@
 //! Each [`PlantedBug`] is a small, realistic mistake in this core, switched on
 //! at run time so the simulator can prove it catches it. [`Bugs`] is a `Copy`
 //! bit set: checking it is one AND, so the bugs cost nothing when off.
+//!
+//! Only with the `planted-bugs` feature (which the simulator, the tests and
+//! the fuzzer enable) can a bug be switched on. Without it [`Bugs`] holds
+//! nothing and [`Bugs::has`] is a constant `false`, so a plain build of the
+//! core has no switch and its planted branches compile away.
 
 use std::fmt;
 use std::str::FromStr;
@@ -103,9 +108,10 @@ impl FromStr for PlantedBug {
     }
 }
 
-/// The set of planted bugs switched on for one run. Empty by default.
+/// The set of planted bugs switched on for one run. Empty by default;
+/// zero-sized, and always empty, without the `planted-bugs` feature.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Bugs(u64);
+pub struct Bugs(#[cfg(feature = "planted-bugs")] u64);
 
 /// The planted bugs whose whole point is a flush status left with no job
 /// and no task (found by running each with the post-condition on).
@@ -115,23 +121,39 @@ const SCHEDULER_INVARIANT_BREAKERS: &[PlantedBug] = &[
 ];
 
 impl Bugs {
+    #[cfg(feature = "planted-bugs")]
     pub const NONE: Bugs = Bugs(0);
+    #[cfg(not(feature = "planted-bugs"))]
+    pub const NONE: Bugs = Bugs();
 
+    /// Whether this build can switch bugs on at all.
+    pub const AVAILABLE: bool = cfg!(feature = "planted-bugs");
+
+    #[cfg(feature = "planted-bugs")]
     pub fn only(bug: PlantedBug) -> Bugs {
         Bugs::NONE.with(bug)
     }
 
+    #[cfg(feature = "planted-bugs")]
     pub fn with(self, bug: PlantedBug) -> Bugs {
         Bugs(self.0 | 1 << bug as u32)
     }
 
+    #[cfg(feature = "planted-bugs")]
     #[inline]
     pub fn has(self, bug: PlantedBug) -> bool {
         self.0 & (1 << bug as u32) != 0
     }
 
+    /// Always `false`: this build has no bug switch.
+    #[cfg(not(feature = "planted-bugs"))]
+    #[inline]
+    pub const fn has(self, _bug: PlantedBug) -> bool {
+        false
+    }
+
     pub fn is_empty(self) -> bool {
-        self.0 == 0
+        self.iter().next().is_none()
     }
 
     /// Whether a bug switched on breaks the scheduler's invariants (each
@@ -174,6 +196,16 @@ mod tests {
         assert!(err.to_string().contains("forget-free-mem"), "{err}");
     }
 
+    /// Without the feature there is nothing to switch: `Bugs` has no
+    /// bits and answers no to every bug.
+    #[cfg(not(feature = "planted-bugs"))]
+    #[test]
+    fn a_build_without_the_feature_has_no_bug_switch() {
+        assert_eq!(std::mem::size_of::<Bugs>(), 0);
+        assert!(PlantedBug::ALL.iter().all(|bug| !Bugs::NONE.has(*bug)));
+    }
+
+    #[cfg(feature = "planted-bugs")]
     #[test]
     fn set_membership() {
         let bugs = Bugs::only(PlantedBug::FreeTwice).with(PlantedBug::ForgetPendingDdls);

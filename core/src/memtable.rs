@@ -206,6 +206,7 @@ mod tests {
         assert_eq!((buffer.used_bytes(), buffer.active_bytes()), (0, 0));
     }
 
+    #[cfg(feature = "planted-bugs")]
     #[test]
     fn planted_free_bugs_unbalance_the_accounting() {
         let buffer = Arc::new(WriteBufferManager::new(10_000));

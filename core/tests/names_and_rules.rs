@@ -7,16 +7,22 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow_array::{
+    Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+    UInt8Array,
+};
 use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use flush_core::buffer::WriteBufferManager;
-use flush_core::bugs::{Bugs, PlantedBug};
+#[cfg(feature = "planted-bugs")]
+use flush_core::bugs::Bugs;
+use flush_core::bugs::PlantedBug;
 use flush_core::error::{ErrorKind, RequestError};
 use flush_core::ids::{FileId, RegionId, RequestId};
 use flush_core::manifest::{FileMeta, LeaderState, ManifestChange, RegionEdit, RegionManifest};
 use flush_core::ports::JobRejected;
 use flush_core::request::{FlushReason, Request};
+use flush_core::schema::RegionSchema;
 use flush_core::sst;
 
 #[test]
@@ -112,6 +118,7 @@ fn planted_bugs_print_their_command_line_name() {
     }
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn planting_a_bug_twice_keeps_it_planted() {
     let bug = PlantedBug::FreeTwice;
@@ -165,26 +172,61 @@ fn an_edit_at_the_current_flushed_entry_is_accepted() {
 }
 
 /// A file with our column names but nulls in them is foreign: decoding it
-/// is an error, not rows made of default values.
+/// is an error, not rows made of default values. So is a file without our
+/// schema version, or with a time index that is not a millisecond
+/// timestamp.
 #[test]
-fn an_sst_with_nulls_is_refused() {
-    let nullable = Arc::new(Schema::new(vec![
-        Field::new("series", DataType::Utf8, true),
-        Field::new("ts", DataType::Int64, true),
-        Field::new("value", DataType::Float64, true),
-        Field::new("sequence", DataType::UInt64, true),
-    ]));
+fn an_sst_with_nulls_or_without_our_schema_is_refused() {
+    let ours = RegionSchema::default().arrow_schema();
+    let nullable = Arc::new(Schema::new_with_metadata(
+        ours.fields()
+            .iter()
+            .map(|field| field.as_ref().clone().with_nullable(true))
+            .collect::<Vec<Field>>(),
+        ours.metadata().clone(),
+    ));
     let batch = RecordBatch::try_new(
         nullable,
         vec![
             Arc::new(StringArray::from(vec![Some("cpu"), None])),
-            Arc::new(Int64Array::from(vec![Some(1), Some(2)])),
+            Arc::new(TimestampMillisecondArray::from(vec![Some(1), Some(2)])),
             Arc::new(Float64Array::from(vec![Some(0.5), Some(1.5)])),
             Arc::new(UInt64Array::from(vec![Some(1), Some(2)])),
+            Arc::new(UInt8Array::from(vec![Some(1), Some(1)])),
         ],
     )
     .expect("a valid batch");
-    let bytes: Bytes = sst::encode_batch("nulls.parquet", &batch).expect("encodes");
-    let error = sst::decode_rows("nulls.parquet", bytes).expect_err("nulls are refused");
-    assert!(error.to_string().contains("nulls"), "{error}");
+    let bytes: Bytes = sst::encode_batch("x.parquet", &batch).expect("encodes");
+    let error = sst::decode_rows("x.parquet", bytes).expect_err("nulls are refused");
+    assert!(error.to_string().contains("series has nulls"), "{error}");
+
+    let foreign = Arc::new(Schema::new(vec![
+        Field::new("series", DataType::Utf8, false),
+        Field::new("ts", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        foreign.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["cpu"])),
+            Arc::new(Int64Array::from(vec![1])),
+        ],
+    )
+    .expect("a valid batch");
+    let bytes = sst::encode_batch("y.parquet", &batch).expect("encodes");
+    let error = sst::decode_rows("y.parquet", bytes).expect_err("no schema version");
+    assert!(
+        error.to_string().contains("flushsim.schema_version"),
+        "{error}"
+    );
+    let versioned = Arc::new(Schema::new_with_metadata(
+        foreign.fields().to_vec(),
+        ours.metadata().clone(),
+    ));
+    let batch = batch.with_schema(versioned).expect("same columns");
+    let bytes = sst::encode_batch("z.parquet", &batch).expect("encodes");
+    let error = sst::decode_rows("z.parquet", bytes).expect_err("an Int64 time index");
+    assert!(
+        error.to_string().contains("millisecond timestamp"),
+        "{error}"
+    );
 }

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use common::{ReplyLedger, Ticket, R1, R2};
 use flush_core::buffer::WriteBufferManager;
-use flush_core::bugs::{Bugs, PlantedBug};
+use flush_core::bugs::Bugs;
+#[cfg(feature = "planted-bugs")]
+use flush_core::bugs::PlantedBug;
 use flush_core::error::{ErrorKind, FlushError};
 use flush_core::events::CoreEvent;
 use flush_core::flush::{FlushEnv, FlushScheduler, FlushStatusView, FlushTask};
@@ -757,6 +759,7 @@ fn an_accepted_job_dropped_unrun_reports_itself_failed() {
     h.flush_again_commits(R1, 10);
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn seed_faithful_rejected_senders_loses_the_rejected_task() {
     let mut h = Harness::new(Bugs::only(PlantedBug::SeedFaithfulRejectedSenders));
@@ -818,6 +821,7 @@ fn job_rejection_on_restart_fails_pending_ddls_and_writes_with_job_rejected() {
     h.finish();
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn seed_faithful_status_removed_loses_pending_ddls_and_writes_on_freeze_failure() {
     let bugs = Bugs::only(PlantedBug::SeedFaithfulStatusRemoved);
@@ -828,6 +832,7 @@ fn seed_faithful_status_removed_loses_pending_ddls_and_writes_on_freeze_failure(
     h.finish_expecting_lost(&[a1, w1]);
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn seed_faithful_status_removed_loses_pending_ddls_and_writes_on_rejection() {
     let bugs = Bugs::only(PlantedBug::SeedFaithfulStatusRemoved);
@@ -836,6 +841,7 @@ fn seed_faithful_status_removed_loses_pending_ddls_and_writes_on_rejection() {
     h.finish_expecting_lost(&[a1, w1]);
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn seed_faithful_rejected_senders_loses_the_pending_task_on_rejected_restart() {
     let bugs = Bugs::only(PlantedBug::SeedFaithfulRejectedSenders);
@@ -844,6 +850,7 @@ fn seed_faithful_rejected_senders_loses_the_pending_task_on_rejected_restart() {
     h.finish_expecting_lost(&[f2]);
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn drop_pending_writes_on_failure_loses_the_pending_writes() {
     let mut h = Harness::new(Bugs::only(PlantedBug::DropPendingWritesOnFailure));
@@ -901,6 +908,7 @@ fn schedule_next_flush_after_success_starts_the_waiting_region() {
     h.finish();
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn seed_faithful_schedule_next_leaves_a_waiting_region_without_a_job() {
     let bugs = Bugs::only(PlantedBug::SeedFaithfulScheduleNext);

@@ -6,7 +6,9 @@
 mod common;
 
 use common::{rows, Scenario, R1};
-use flush_core::bugs::{Bugs, PlantedBug};
+use flush_core::bugs::Bugs;
+#[cfg(feature = "planted-bugs")]
+use flush_core::bugs::PlantedBug;
 use flush_core::error::ErrorKind;
 use flush_core::request::{RegionOptions, RegionRole, Request};
 use flush_core::worker::WorkerConfig;
@@ -141,6 +143,7 @@ fn a_region_with_the_wal_closes_without_a_flush() {
     scn.finish();
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn planted_close_drops_unlogged_rows_loses_them() {
     let mut scn = scenario(Bugs::only(PlantedBug::CloseDropsUnloggedRows));

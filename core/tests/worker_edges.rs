@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use common::{row_bytes, rows, ReplyLedger, Ticket, R1, R2};
 use flush_core::buffer::WriteBufferManager;
-use flush_core::bugs::{Bugs, PlantedBug};
+use flush_core::bugs::Bugs;
+#[cfg(feature = "planted-bugs")]
+use flush_core::bugs::PlantedBug;
 use flush_core::error::ErrorKind;
 use flush_core::events::CoreEvent;
 use flush_core::flush::FlushStatusView;
@@ -124,6 +126,7 @@ struct Rig {
     events: Arc<Recorder>,
     buffer: Arc<WriteBufferManager>,
     manifests: Arc<MemoryManifestStore>,
+    #[cfg_attr(not(feature = "planted-bugs"), allow(dead_code))]
     wal: Arc<MemoryWal>,
     objects: Arc<LocalObjectStore>,
     faults: Arc<CountedFaults>,
@@ -725,6 +728,7 @@ fn the_worker_shows_its_id_regions_and_flush_statuses() {
 // Planted bugs do what they say (and only when on).
 // ---------------------------------------------------------------------------
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn flushed_entry_past_last_records_one_entry_too_many() {
     for (bugs, expected) in [
@@ -742,6 +746,7 @@ fn flushed_entry_past_last_records_one_entry_too_many() {
     }
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn wal_truncate_past_flushed_discards_the_next_entry() {
     for (bugs, expected) in [
@@ -761,6 +766,7 @@ fn wal_truncate_past_flushed_discards_the_next_entry() {
     }
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn reply_before_commit_answers_a_manual_flush_while_its_job_waits() {
     for (bugs, answered_early) in [

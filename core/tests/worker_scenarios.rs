@@ -16,7 +16,9 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use common::{row_bytes, rows, ReplyState, Scenario, Ticket, R1, R2, R3};
-use flush_core::bugs::{Bugs, PlantedBug};
+use flush_core::bugs::Bugs;
+#[cfg(feature = "planted-bugs")]
+use flush_core::bugs::PlantedBug;
 use flush_core::error::ErrorKind;
 use flush_core::flush::FlushStatusView;
 use flush_core::ids::{sst_path, FileId, RegionId};
@@ -177,6 +179,7 @@ fn engine_full_flushes_the_region_with_the_largest_mutable_memtable() {
     scn.finish();
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn engine_full_picks_smallest_planted_bug_flushes_the_wrong_region() {
     let config = WorkerConfig {
@@ -342,6 +345,7 @@ fn a_rejected_flush_fails_the_alter_and_writes_behind_it_with_job_rejected() {
     scn.finish();
 }
 
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn seed_faithful_status_removed_loses_the_alter_and_writes_behind_it() {
     let bugs = Bugs::only(PlantedBug::SeedFaithfulStatusRemoved);

@@ -20,6 +20,7 @@ use futures::FutureExt;
 use self::ledger::{ReplyLedger, Ticket};
 use super::{RegionWorker, WorkerConfig};
 use crate::buffer::WriteBufferManager;
+#[cfg(feature = "planted-bugs")]
 use crate::bugs::{Bugs, PlantedBug};
 use crate::error::ErrorKind;
 use crate::events::CoreEvent;
@@ -279,6 +280,7 @@ fn a_flush_result_outlasts_a_full_queue_past_the_retry_limit() {
     rig.ledger.assert_exactly_once();
 }
 
+#[cfg(feature = "planted-bugs")]
 /// The planted bug gives up at the retry limit, as the core once did: the
 /// committed result is dropped and the flush waiter is left waiting.
 #[test]

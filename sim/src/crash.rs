@@ -32,6 +32,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::actors::Requester;
+use crate::check::Check;
 use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::{LedgerEntry, Origin, Outcome};
 use crate::oracle::{self, RecoveredRegion, SstCache};
@@ -265,7 +266,7 @@ async fn stop_gracefully(context: &CrashContext, dead: &EngineGeneration) {
     world.with(|state| state.crash.stop_windows.push((began, ended)));
     if !stopped || !unanswered.is_empty() {
         world.violation(
-            oracle::EXACTLY_ONCE_REPLY,
+            Check::ExactlyOnceReply,
             format!(
                 "graceful stop: expected the workers to stop and every request to the engine \
                  answered, saw workers stopped: {stopped}, {} unanswered: {}",
@@ -428,7 +429,7 @@ async fn check_recovery(
     if !problems.is_empty() {
         let crash = world.with(|state| state.crash.records.len());
         world.violation(
-            oracle::RECOVERY,
+            Check::Recovery,
             format!(
                 "after crash {crash} ({}): {}",
                 window.name(),

@@ -41,6 +41,7 @@ pub mod actors;
 pub mod bench;
 pub mod bench_engine;
 pub mod catalogue;
+pub mod check;
 pub mod cli;
 pub mod crash;
 pub mod crash_test;

@@ -23,6 +23,7 @@ use flush_core::telemetry;
 use flush_core::worker::WorkerView;
 use serde::{Deserialize, Serialize};
 
+pub use crate::check::Check;
 use crate::ledger::{LedgerEntry, Origin, Outcome};
 use crate::plan::FaultClass;
 use crate::world::manifests::{ManifestRecord, ManifestSlot};
@@ -30,42 +31,6 @@ use crate::world::metrics::MetricsReading;
 use crate::world::objects::region_of_path;
 use crate::world::wal::DurableLogs;
 use crate::world::{FaultLog, Violations, World, WorldState};
-
-pub const EXACTLY_ONCE_REPLY: &str = "exactly_once_reply";
-pub const REPLY_KIND: &str = "reply_kind";
-pub const BUFFER_ACCOUNTING: &str = "buffer_accounting";
-pub const SCHEDULER_STATE: &str = "scheduler_state";
-pub const NO_LOST_ROWS: &str = "no_lost_rows";
-pub const MANIFEST_CONSISTENCY: &str = "manifest_consistency";
-pub const MONOTONIC_FLUSH_MARKS: &str = "monotonic_flush_marks";
-pub const LIVENESS: &str = "liveness";
-pub const RECOVERY: &str = "recovery";
-pub const NO_ORPHAN_SSTS: &str = "no_orphan_ssts";
-pub const IDLE_MEMORY: &str = "idle_memory";
-pub const VERSION_MATCHES_MANIFEST: &str = "version_matches_manifest";
-pub const WRITABILITY: &str = "writability";
-pub const METRICS_AGREE: &str = "metrics_agree";
-pub const FAULT_COVERAGE: &str = "fault_coverage";
-/// Not a DESIGN check: a panic anywhere in the run.
-pub const NO_PANIC: &str = "no_panic";
-
-/// The per-run checks, in report order.
-pub const RUN_CHECKS: &[&str] = &[
-    EXACTLY_ONCE_REPLY,
-    REPLY_KIND,
-    BUFFER_ACCOUNTING,
-    SCHEDULER_STATE,
-    NO_LOST_ROWS,
-    MANIFEST_CONSISTENCY,
-    MONOTONIC_FLUSH_MARKS,
-    LIVENESS,
-    RECOVERY,
-    NO_ORPHAN_SSTS,
-    IDLE_MEMORY,
-    VERSION_MATCHES_MANIFEST,
-    WRITABILITY,
-    METRICS_AGREE,
-];
 
 /// Problems listed in full in one message.
 const PROBLEMS_SHOWN: usize = 3;
@@ -78,17 +43,17 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    pub fn pass(name: &str, message: impl Into<String>) -> Self {
+    pub fn pass(check: Check, message: impl Into<String>) -> Self {
         CheckResult {
-            name: name.to_string(),
+            name: check.as_str().to_string(),
             passed: true,
             message: message.into(),
         }
     }
 
-    pub fn fail(name: &str, message: impl Into<String>) -> Self {
+    pub fn fail(check: Check, message: impl Into<String>) -> Self {
         CheckResult {
-            name: name.to_string(),
+            name: check.as_str().to_string(),
             passed: false,
             message: message.into(),
         }
@@ -97,7 +62,7 @@ impl CheckResult {
     /// Passes with `ok` if `problems` (plus the violations seen during the
     /// run) is empty; otherwise fails listing the first few.
     fn from_problems(
-        name: &str,
+        name: Check,
         ok: String,
         runtime: (u64, &[String]),
         problems: Vec<String>,
@@ -230,7 +195,7 @@ impl Sampler {
         {
             for (region_id, status) in statuses(view) {
                 if let Some(problem) = status_problem(region_id, &status) {
-                    world.violation(SCHEDULER_STATE, problem);
+                    world.violation(Check::SchedulerState, problem);
                 }
             }
             for (region_id, region) in &view.regions {
@@ -239,7 +204,7 @@ impl Sampler {
                 if let Some(before) = self.marks.insert(key, now) {
                     if now.0 < before.0 || now.1 < before.1 {
                         world.violation(
-                            MONOTONIC_FLUSH_MARKS,
+                            Check::MonotonicFlushMarks,
                             format!(
                                 "{region_id} in worker {}: expected flushed entry/sequence >= {}/{}, saw {}/{}",
                                 view.worker_id, before.0, before.1, now.0, now.1
@@ -249,7 +214,7 @@ impl Sampler {
                 }
                 if region.flushed_entry_id > region.last_entry_id {
                     world.violation(
-                        MONOTONIC_FLUSH_MARKS,
+                        Check::MonotonicFlushMarks,
                         format!(
                             "{region_id}: expected flushed entry id <= last entry id {}, saw {}",
                             region.last_entry_id, region.flushed_entry_id
@@ -272,7 +237,7 @@ impl Sampler {
     ) {
         if view.stalled_writes > 0 && !memory_freed_queued && !buffer.should_stall() {
             world.violation(
-                LIVENESS,
+                Check::Liveness,
                 format!(
                     "worker {}: expected stalled writes retried once memory was freed, saw {} still stalled \
                      with used {} below the {} limit",
@@ -289,7 +254,7 @@ impl Sampler {
         let reading = BufferReading::of(buffer);
         if reading.active_bytes > reading.used_bytes {
             world.violation(
-                BUFFER_ACCOUNTING,
+                Check::BufferAccounting,
                 format!(
                     "expected active <= used, saw active {} > used {}",
                     reading.active_bytes, reading.used_bytes
@@ -392,9 +357,9 @@ fn exactly_once_reply(entries: &[&LedgerEntry], violations: &Violations) -> Chec
         }
     }
     CheckResult::from_problems(
-        EXACTLY_ONCE_REPLY,
+        Check::ExactlyOnceReply,
         format!("{} requests, none lost or answered twice", entries.len()),
-        violations.of(EXACTLY_ONCE_REPLY),
+        violations.of(Check::ExactlyOnceReply),
         problems,
     )
 }
@@ -537,9 +502,9 @@ fn reply_kind(
     }
     let flushes = covering_promises(&by_region, history, unlogged, "flush", &mut problems);
     CheckResult::from_problems(
-        REPLY_KIND,
+        Check::ReplyKind,
         format!("{errors} error replies, each with a cause; {flushes} flushes kept their promise"),
-        violations.of(REPLY_KIND),
+        violations.of(Check::ReplyKind),
         problems,
     )
 }
@@ -701,12 +666,12 @@ fn buffer_accounting(observed: &Observations, violations: &Violations) -> CheckR
         }
     }
     CheckResult::from_problems(
-        BUFFER_ACCOUNTING,
+        Check::BufferAccounting,
         format!(
             "used {} B at quiescence matches the memtables; 0 after teardown",
             at_views.used_bytes
         ),
-        violations.of(BUFFER_ACCOUNTING),
+        violations.of(Check::BufferAccounting),
         problems,
     )
 }
@@ -725,9 +690,9 @@ fn scheduler_state(observed: &Observations, violations: &Violations) -> CheckRes
         }
     }
     CheckResult::from_problems(
-        SCHEDULER_STATE,
+        Check::SchedulerState,
         "every flush status was flushing or pending; one job per region at a time".to_string(),
-        violations.of(SCHEDULER_STATE),
+        violations.of(Check::SchedulerState),
         problems,
     )
 }
@@ -801,9 +766,9 @@ fn manifest_consistency(
         })
         .count() as u64;
     let check = CheckResult::from_problems(
-        MANIFEST_CONSISTENCY,
+        Check::ManifestConsistency,
         format!("{files} listed SSTs all readable; {orphans} orphans"),
-        violations.of(MANIFEST_CONSISTENCY),
+        violations.of(Check::ManifestConsistency),
         problems,
     );
     (check, orphans)
@@ -825,7 +790,7 @@ fn quiescent_views(observed: &Observations) -> Option<&Vec<WorkerView>> {
     observed.views.as_ref().filter(|_| observed.quiescent)
 }
 
-fn not_quiescent(check: &str) -> CheckResult {
+fn not_quiescent(check: Check) -> CheckResult {
     CheckResult::pass(check, "not judged: the engine was not quiescent at the end")
 }
 
@@ -836,7 +801,7 @@ fn not_quiescent(check: &str) -> CheckResult {
 /// Regions closed at the end are not judged: their next open purges.
 fn no_orphan_ssts(observed: &Observations, violations: &Violations) -> CheckResult {
     let Some(views) = quiescent_views(observed) else {
-        return not_quiescent(NO_ORPHAN_SSTS);
+        return not_quiescent(Check::NoOrphanSsts);
     };
     let open: BTreeSet<RegionId> = views
         .iter()
@@ -864,9 +829,9 @@ fn no_orphan_ssts(observed: &Observations, violations: &Violations) -> CheckResu
         }
     }
     CheckResult::from_problems(
-        NO_ORPHAN_SSTS,
+        Check::NoOrphanSsts,
         format!("{judged} SSTs of open or dropped regions, all listed"),
-        violations.of(NO_ORPHAN_SSTS),
+        violations.of(Check::NoOrphanSsts),
         problems,
     )
 }
@@ -877,7 +842,7 @@ fn no_orphan_ssts(observed: &Observations, violations: &Violations) -> CheckResu
 fn idle_memory(observed: &Observations, violations: &Violations) -> CheckResult {
     let reading = &observed.buffer_at_views;
     let Some(views) = quiescent_views(observed) else {
-        return not_quiescent(IDLE_MEMORY);
+        return not_quiescent(Check::IdleMemory);
     };
     let flushing = reading.flushes_running > 0
         || views.iter().any(|view| {
@@ -913,12 +878,12 @@ fn idle_memory(observed: &Observations, violations: &Violations) -> CheckResult 
         ));
     }
     CheckResult::from_problems(
-        IDLE_MEMORY,
+        Check::IdleMemory,
         format!(
             "mutable memory {} against a flush threshold of {} at quiescence",
             reading.active_bytes, reading.mutable_limit_bytes
         ),
-        violations.of(IDLE_MEMORY),
+        violations.of(Check::IdleMemory),
         problems,
     )
 }
@@ -929,7 +894,7 @@ fn idle_memory(observed: &Observations, violations: &Violations) -> CheckResult 
 /// version; what a restart serves is the manifest.
 fn version_matches_manifest(observed: &Observations, violations: &Violations) -> CheckResult {
     let Some(views) = quiescent_views(observed) else {
-        return not_quiescent(VERSION_MATCHES_MANIFEST);
+        return not_quiescent(Check::VersionMatchesManifest);
     };
     let mut problems = Vec::new();
     let mut judged = 0;
@@ -976,9 +941,9 @@ fn version_matches_manifest(observed: &Observations, violations: &Violations) ->
         );
     }
     CheckResult::from_problems(
-        VERSION_MATCHES_MANIFEST,
+        Check::VersionMatchesManifest,
         format!("{judged} open regions agree with their manifests"),
-        violations.of(VERSION_MATCHES_MANIFEST),
+        violations.of(Check::VersionMatchesManifest),
         problems,
     )
 }
@@ -1022,9 +987,9 @@ fn writability(
     }
     let downgrades = covering_promises(&by_region, history, unlogged, "downgrade", &mut problems);
     CheckResult::from_problems(
-        WRITABILITY,
+        Check::Writability,
         format!("{writes} acknowledged writes on writable regions; {downgrades} downgrades kept their promise"),
-        violations.of(WRITABILITY),
+        violations.of(Check::Writability),
         problems,
     )
 }
@@ -1035,7 +1000,7 @@ fn writability(
 /// saw happen.
 fn metrics_agree(observed: &Observations, violations: &Violations) -> CheckResult {
     if !observed.quiescent {
-        return not_quiescent(METRICS_AGREE);
+        return not_quiescent(Check::MetricsAgree);
     }
     let metrics = &observed.metrics_at_views;
     let alive = &observed.alive_buffers;
@@ -1088,14 +1053,14 @@ fn metrics_agree(observed: &Observations, violations: &Violations) -> CheckResul
         ));
     }
     CheckResult::from_problems(
-        METRICS_AGREE,
+        Check::MetricsAgree,
         format!(
             "{} flush requests, {} failures, {} bytes flushed: every metric agrees",
             events.flushes_scheduled + events.flushes_merged,
             events.flushes_failed,
             events.bytes_committed
         ),
-        violations.of(METRICS_AGREE),
+        violations.of(Check::MetricsAgree),
         problems,
     )
 }
@@ -1274,12 +1239,12 @@ fn no_lost_rows(
     let unlogged = Unlogged::new(&observed.unlogged, entries);
     let (problems, checked) = row_problems(&found, entries, &unlogged, |_| true);
     let check = CheckResult::from_problems(
-        NO_LOST_ROWS,
+        Check::NoLostRows,
         format!(
             "{checked} written rows accounted for, {} found",
             found.len()
         ),
-        violations.of(NO_LOST_ROWS),
+        violations.of(Check::NoLostRows),
         problems,
     );
     (check, checked)
@@ -1492,9 +1457,9 @@ fn monotonic_flush_marks(observed: &Observations, violations: &Violations) -> Ch
         }
     }
     CheckResult::from_problems(
-        MONOTONIC_FLUSH_MARKS,
+        Check::MonotonicFlushMarks,
         "flush marks never went backwards nor past the last entry".to_string(),
-        violations.of(MONOTONIC_FLUSH_MARKS),
+        violations.of(Check::MonotonicFlushMarks),
         problems,
     )
 }
@@ -1533,12 +1498,12 @@ fn liveness(observed: &Observations, violations: &Violations) -> CheckResult {
         )),
     }
     CheckResult::from_problems(
-        LIVENESS,
+        Check::Liveness,
         format!(
             "every request completed within {} ms of faults stopping",
             live.budget_ms
         ),
-        violations.of(LIVENESS),
+        violations.of(Check::Liveness),
         problems,
     )
 }
@@ -1675,5 +1640,10 @@ fn recovery(state: &WorldState, violations: &Violations) -> CheckResult {
             windows.join(", ")
         )
     };
-    CheckResult::from_problems(RECOVERY, ok, violations.of(RECOVERY), problems)
+    CheckResult::from_problems(
+        Check::Recovery,
+        ok,
+        violations.of(Check::Recovery),
+        problems,
+    )
 }

@@ -33,6 +33,7 @@ use futures::channel::mpsc;
 use madsim::runtime::Runtime;
 
 use crate::actors::{run_ticker, Client, Injector, Requester};
+use crate::check::Check;
 use crate::crash::{CrashActor, CrashContext};
 use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::Origin;
@@ -101,7 +102,7 @@ pub fn run_with(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
             plan,
             bugs,
             options,
-            oracle::NO_PANIC,
+            Check::NoPanic,
             format!("could not spawn the run thread: {error}"),
         ),
         Ok(handle) => match receiver.recv_timeout(WALL_LIMIT) {
@@ -117,7 +118,7 @@ pub fn run_with(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
                     ),
                     Ok(()) => "expected a report, saw the run end without one".to_string(),
                 };
-                failed_to_run(plan, bugs, options, oracle::NO_PANIC, message)
+                failed_to_run(plan, bugs, options, Check::NoPanic, message)
             }
             // Simulated time stopped advancing (tasks waking each other
             // forever): the thread is left behind, the run fails.
@@ -125,7 +126,7 @@ pub fn run_with(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
                 plan,
                 bugs,
                 options,
-                oracle::LIVENESS,
+                Check::Liveness,
                 format!(
                     "expected the run to end, saw it still running after {} s of wall time \
                      (a livelock: simulated time no longer advances)",
@@ -171,7 +172,7 @@ fn failed_to_run(
     plan: &Plan,
     bugs: Bugs,
     options: RunOptions,
-    check: &str,
+    check: Check,
     message: String,
 ) -> Report {
     Report {
@@ -220,8 +221,8 @@ fn run_on_this_thread(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
     if let Err(problem) = tear_down(runtime, world) {
         report.passed = false;
         report.checks.push(CheckResult::fail(
-            oracle::NO_PANIC,
-            format!("{}: {problem}", oracle::NO_PANIC),
+            Check::NoPanic,
+            format!("{}: {problem}", Check::NoPanic),
         ));
     }
     report
@@ -296,10 +297,10 @@ fn build_report(
             checks.insert(
                 0,
                 CheckResult::fail(
-                    oracle::NO_PANIC,
+                    Check::NoPanic,
                     format!(
                         "{}: expected the run to finish, saw a panic: {message}",
-                        oracle::NO_PANIC
+                        Check::NoPanic
                     ),
                 ),
             );

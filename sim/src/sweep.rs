@@ -11,8 +11,9 @@ use std::sync::mpsc;
 use flush_core::bugs::Bugs;
 use serde::{Deserialize, Serialize};
 
+use crate::check::Check;
 use crate::ledger::RequestCounts;
-use crate::oracle::{self, CheckResult};
+use crate::oracle::CheckResult;
 use crate::plan::FaultClass;
 use crate::report::{Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
@@ -217,7 +218,7 @@ impl SweepSummary {
                 .collect(),
             marks: BTreeMap::new(),
             checks: BTreeMap::new(),
-            fault_coverage: CheckResult::pass(oracle::FAULT_COVERAGE, "not computed"),
+            fault_coverage: CheckResult::pass(Check::FaultCoverage, "not computed"),
             failures: Vec::new(),
             flushes: 0,
             crashes: 0,
@@ -296,7 +297,7 @@ pub fn fault_coverage(summary: &SweepSummary) -> CheckResult {
         .collect();
     if missing_faults.is_empty() && missing_marks.is_empty() {
         return CheckResult::pass(
-            oracle::FAULT_COVERAGE,
+            Check::FaultCoverage,
             format!(
                 "all {} fault classes and {} marks hit",
                 summary.faults.len(),
@@ -307,18 +308,18 @@ pub fn fault_coverage(summary: &SweepSummary) -> CheckResult {
     let message = format!(
         "{}: expected every fault class and mark hit at least once in {} seeds, saw none of \
          faults [{}] marks [{}]",
-        oracle::FAULT_COVERAGE,
+        Check::FaultCoverage,
         summary.seeds_run,
         missing_faults.join(", "),
         missing_marks.join(", ")
     );
     if summary.seeds_run < COVERAGE_MIN_SEEDS {
         return CheckResult::pass(
-            oracle::FAULT_COVERAGE,
+            Check::FaultCoverage,
             format!("not enforced below {COVERAGE_MIN_SEEDS} seeds; {message}"),
         );
     }
-    CheckResult::fail(oracle::FAULT_COVERAGE, message)
+    CheckResult::fail(Check::FaultCoverage, message)
 }
 
 /// Runs every seed of `options`, calling `on_report` as each finishes (in

@@ -39,9 +39,7 @@
 //! gauge is not).
 
 use flush_core::bugs::{Bugs, PlantedBug};
-use flush_sim::oracle::{
-    IDLE_MEMORY, METRICS_AGREE, NO_ORPHAN_SSTS, VERSION_MATCHES_MANIFEST, WRITABILITY,
-};
+use flush_sim::oracle::Check;
 use flush_sim::plan::FaultClass;
 use flush_sim::{run, Plan};
 
@@ -110,7 +108,7 @@ fn only_a_job_panic_exposes_a_panic_taken_as_not_saved() {
 
 /// Some seed of the first hundred fails `check` and nothing else with
 /// `bug` planted: the check sees what no other check does.
-fn assert_check_alone_sees(check: &str, bug: PlantedBug) {
+fn assert_check_alone_sees(check: Check, bug: PlantedBug) {
     let alone = (0..SEEDS).find(|seed| {
         let report = run(&Plan::from_seed(*seed), Bugs::only(bug));
         let failed: Vec<&str> = report
@@ -119,7 +117,7 @@ fn assert_check_alone_sees(check: &str, bug: PlantedBug) {
             .filter(|result| !result.passed)
             .map(|result| result.name.as_str())
             .collect();
-        failed == [check]
+        failed == [check.as_str()]
     });
     assert!(
         alone.is_some(),
@@ -129,30 +127,30 @@ fn assert_check_alone_sees(check: &str, bug: PlantedBug) {
 
 #[test]
 fn only_the_orphan_check_sees_a_failed_flush_keeping_its_files() {
-    assert_check_alone_sees(NO_ORPHAN_SSTS, PlantedBug::KeepFilesOfFailedFlush);
+    assert_check_alone_sees(Check::NoOrphanSsts, PlantedBug::KeepFilesOfFailedFlush);
 }
 
 #[test]
 fn only_the_idle_memory_check_sees_an_engine_flush_that_waits_for_a_full_buffer() {
-    assert_check_alone_sees(IDLE_MEMORY, PlantedBug::EngineFlushWaitsForFull);
+    assert_check_alone_sees(Check::IdleMemory, PlantedBug::EngineFlushWaitsForFull);
 }
 
 #[test]
 fn only_the_version_check_sees_a_version_that_forgets_flushed_files() {
     assert_check_alone_sees(
-        VERSION_MATCHES_MANIFEST,
+        Check::VersionMatchesManifest,
         PlantedBug::VersionForgetsFlushedFiles,
     );
 }
 
 #[test]
 fn only_the_writability_check_sees_writes_taken_by_a_read_only_region() {
-    assert_check_alone_sees(WRITABILITY, PlantedBug::WriteIgnoresLeaderState);
+    assert_check_alone_sees(Check::Writability, PlantedBug::WriteIgnoresLeaderState);
 }
 
 #[test]
 fn only_the_metrics_check_sees_a_gauge_that_keeps_failed_flushes() {
-    assert_check_alone_sees(METRICS_AGREE, PlantedBug::InflightGaugeKeptOnFailure);
+    assert_check_alone_sees(Check::MetricsAgree, PlantedBug::InflightGaugeKeptOnFailure);
 }
 
 #[test]

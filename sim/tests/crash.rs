@@ -5,7 +5,7 @@
 //! reproduces it alone.
 
 use flush_core::bugs::{Bugs, PlantedBug};
-use flush_sim::oracle::RECOVERY;
+use flush_sim::oracle::Check;
 use flush_sim::plan::FaultClass;
 use flush_sim::run::seed_from_env;
 use flush_sim::sweep::{sweep, SweepOptions};
@@ -48,7 +48,11 @@ fn a_sweep_with_crashes_loses_no_acknowledged_row() {
         summary.rows_recovered_checked > 0,
         "no row judged after a reopen"
     );
-    let recovery = summary.checks.get(RECOVERY).copied().unwrap_or_default();
+    let recovery = summary
+        .checks
+        .get(Check::Recovery.as_str())
+        .copied()
+        .unwrap_or_default();
     assert_eq!((recovery.passed, recovery.failed), (10, 0));
     let windows = summary
         .marks
@@ -72,7 +76,7 @@ fn an_ack_before_the_wal_is_durable_is_caught_by_recovery_and_replays_alone() {
             report
                 .checks
                 .iter()
-                .any(|c| c.name == RECOVERY && !c.passed)
+                .any(|c| c.name == Check::Recovery.as_str() && !c.passed)
         })
         .unwrap_or_else(|| panic!("{bug}: no crash seed of 20 failed `recovery`"));
     assert!(
@@ -87,7 +91,7 @@ fn an_ack_before_the_wal_is_durable_is_caught_by_recovery_and_replays_alone() {
     let recovery = again
         .checks
         .iter()
-        .find(|check| check.name == RECOVERY)
+        .find(|check| check.name == Check::Recovery.as_str())
         .expect("every report has a recovery check");
     assert!(!recovery.passed);
     assert!(

@@ -16,6 +16,7 @@ use flush_core::ports::EventSink;
 use flush_core::request::FlushReason;
 
 use super::World;
+use crate::check::Check;
 
 /// Sim mark: a flush scheduled by the periodic flush.
 pub const PERIODIC_FLUSH: &str = "periodic_flush";
@@ -62,7 +63,7 @@ impl SimEvents {
                 });
                 if let Some((job, other)) = overlapping {
                     self.world.violation(
-                        "scheduler_state",
+                        Check::SchedulerState,
                         format!(
                             "expected at most one flush job of {region_id} in epoch {epoch} at a time, \
                              saw job {job} start while job {other} runs"
@@ -99,7 +100,7 @@ impl SimEvents {
                 largest_bytes,
             } if picked_bytes < largest_bytes => {
                 self.world.violation(
-                    "scheduler_state",
+                    Check::SchedulerState,
                     format!(
                         "expected an engine-full flush to pick the largest mutable memtable \
                          ({largest_bytes} bytes), saw {region_id} picked with {picked_bytes} bytes"
@@ -117,7 +118,7 @@ impl SimEvents {
         let (active, used) = (buffer.active_bytes(), buffer.used_bytes());
         if active > used {
             self.world.violation(
-                "buffer_accounting",
+                Check::BufferAccounting,
                 format!("expected active <= used, saw active {active} > used {used}"),
             );
         }

@@ -36,6 +36,7 @@ use super::fs::SimFs;
 use super::jobs::panic_point;
 use super::wal::SimWal;
 use super::World;
+use crate::check::Check;
 use crate::plan::FaultClass;
 
 /// A stored manifest and how many times its region was created.
@@ -340,7 +341,7 @@ impl SimManifestStore {
             || after.flushed_sequence < before.flushed_sequence
         {
             self.world.violation(
-                "monotonic_flush_marks",
+                Check::MonotonicFlushMarks,
                 format!(
                     "manifest of {region_id}: expected flush marks to stay at or above \
                      entry {} / sequence {}, saw entry {} / sequence {}",
@@ -358,7 +359,7 @@ impl SimManifestStore {
             && after.flushed_entry_id > before.flushed_entry_id
         {
             self.world.violation(
-                "monotonic_flush_marks",
+                Check::MonotonicFlushMarks,
                 format!(
                     "manifest of {region_id}: expected flushed entry id <= last WAL entry {last_entry_id}, \
                      saw {}",

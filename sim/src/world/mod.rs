@@ -31,6 +31,7 @@ use madsim::time::Instant;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::check::Check;
 use crate::ledger::Ledger;
 use crate::plan::{
     stream_rng, FaultClass, FaultMix, Plan, Workload, STREAM_FAULT_BASE, STREAM_WORLD,
@@ -68,14 +69,14 @@ impl FaultLog {
 /// messages are kept; all are counted.
 #[derive(Debug, Default)]
 pub struct Violations {
-    by_check: BTreeMap<&'static str, (u64, Vec<String>)>,
+    by_check: BTreeMap<Check, (u64, Vec<String>)>,
 }
 
 /// Messages kept per check.
 const VIOLATION_MESSAGES_KEPT: usize = 5;
 
 impl Violations {
-    pub fn add(&mut self, check: &'static str, message: String) {
+    pub fn add(&mut self, check: Check, message: String) {
         let (count, messages) = self.by_check.entry(check).or_default();
         *count += 1;
         if messages.len() < VIOLATION_MESSAGES_KEPT {
@@ -84,9 +85,9 @@ impl Violations {
     }
 
     /// Count and first messages for `check`.
-    pub fn of(&self, check: &str) -> (u64, &[String]) {
+    pub fn of(&self, check: Check) -> (u64, &[String]) {
         self.by_check
-            .get(check)
+            .get(&check)
             .map_or((0, &[][..]), |(count, messages)| {
                 (*count, messages.as_slice())
             })
@@ -288,7 +289,7 @@ impl World {
         self.lock().trace.record(now, source, text)
     }
 
-    pub fn violation(&self, check: &'static str, message: String) {
+    pub fn violation(&self, check: Check, message: String) {
         self.trace("VIOLATE", format!("{check}: {message}"));
         self.lock().violations.add(check, message);
     }

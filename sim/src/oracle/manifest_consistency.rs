@@ -1,0 +1,91 @@
+//! `manifest_consistency`: every SST a live manifest lists is there and
+//! readable; the SSTs decoded once for every row check.
+
+use super::*;
+
+pub type Decoded = BTreeMap<String, Result<Vec<Row>, String>>;
+
+/// Decodes every SST some live manifest lists.
+pub(super) fn decode_listed_ssts(observed: &Observations) -> Decoded {
+    let mut decoded = Decoded::new();
+    for (region_id, slot) in &observed.manifests {
+        if slot.manifest.dropped {
+            continue;
+        }
+        for file_id in slot.manifest.files.keys() {
+            let path = sst_path(*region_id, *file_id);
+            let rows = match observed.objects.get(&path) {
+                None => Err("no such object".to_string()),
+                Some(bytes) => {
+                    flush_core::sst::decode_rows(&path, bytes.clone()).map_err(|e| e.to_string())
+                }
+            };
+            decoded.insert(path, rows);
+        }
+    }
+    decoded
+}
+
+pub(super) fn manifest_consistency(
+    observed: &Observations,
+    decoded: &Decoded,
+    violations: &Violations,
+) -> (CheckResult, u64) {
+    let mut problems = Vec::new();
+    let mut files = 0;
+    for (region_id, slot) in &observed.manifests {
+        if slot.manifest.dropped {
+            continue;
+        }
+        for (file_id, meta) in &slot.manifest.files {
+            files += 1;
+            let path = sst_path(*region_id, *file_id);
+            match decoded.get(&path) {
+                None | Some(Err(_)) if !observed.objects.contains_key(&path) => problems.push(format!(
+                    "manifest of {region_id} lists {path}: expected it in the object store, saw no object"
+                )),
+                Some(Err(reason)) => problems.push(format!(
+                    "manifest of {region_id} lists {path}: expected a readable Parquet file, saw {reason}"
+                )),
+                Some(Ok(rows)) if rows.len() as u64 != meta.num_rows => problems.push(format!(
+                    "{path}: expected {} rows as the manifest says, saw {}",
+                    meta.num_rows,
+                    rows.len()
+                )),
+                _ => {}
+            }
+            if meta.region_id != *region_id {
+                problems.push(format!(
+                    "manifest of {region_id} lists {path} as a file of {}",
+                    meta.region_id
+                ));
+            }
+        }
+    }
+    let orphans = observed
+        .objects
+        .keys()
+        .filter(|path| {
+            let slot =
+                region_of_path(path).and_then(|region_id| observed.manifests.get(&region_id));
+            !slot.is_some_and(|slot| lists(slot, path))
+        })
+        .count() as u64;
+    let check = CheckResult::from_problems(
+        Check::ManifestConsistency,
+        format!("{files} listed SSTs all readable; {orphans} orphans"),
+        violations.of(Check::ManifestConsistency),
+        problems,
+    );
+    (check, orphans)
+}
+
+/// Whether the (live) manifest in `slot` lists the SST at `path`.
+pub(super) fn lists(slot: &ManifestSlot, path: &str) -> bool {
+    let manifest = &slot.manifest;
+    !manifest.dropped
+        && manifest
+            .files
+            .keys()
+            .any(|file_id| sst_path(manifest.region_id, *file_id) == path)
+}

@@ -220,6 +220,7 @@ fn standard_options() -> RunOptions {
     RunOptions {
         keep_trace: false,
         workload: WorkloadChoice::Standard,
+        skip_sampling: false,
     }
 }
 

@@ -455,6 +455,7 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
     let options = RunOptions {
         keep_trace,
         workload: args.bug.workload,
+        skip_sampling: false,
     };
     let mut report = run_with(&plan, bugs, options);
     if let Some(path) = &args.plan {
@@ -528,6 +529,7 @@ fn cmd_shrink(args: &ShrinkArgs) -> u8 {
         run: RunOptions {
             keep_trace: false,
             workload: args.bug.workload,
+            skip_sampling: false,
         },
     };
     if !args.json {

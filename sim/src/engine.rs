@@ -270,6 +270,21 @@ impl Engine {
         &self.node
     }
 
+    /// Calls `visit` on every worker that is between two requests right
+    /// now, and skips the busy ones: no waiting, no timer, no waker, so
+    /// looking never moves the run's schedule (the in-run sampling uses
+    /// this; `sim/tests/monitoring.rs` holds it to that).
+    pub fn visit_idle(&self, mut visit: impl FnMut(Visit<'_>)) {
+        for (worker, flag) in self.workers.iter().zip(&self.memory_freed_flags) {
+            if let Some(worker) = worker.try_lock() {
+                visit(Visit {
+                    worker: &worker,
+                    memory_freed_queued: flag.load(Ordering::Relaxed),
+                });
+            }
+        }
+    }
+
     /// Calls `visit` on every worker in turn, each between two requests.
     /// Returns `false` if a worker stayed busy past `patience` (stuck inside
     /// a request); the workers after it are not visited.

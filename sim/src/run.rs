@@ -66,6 +66,9 @@ pub struct RunOptions {
     pub keep_trace: bool,
     /// How the plan was chosen, for the replay line.
     pub workload: WorkloadChoice,
+    /// Turn the in-run sampling off. It only looks (a test holds it to
+    /// that: the trace stays the same), so this only loses its checks.
+    pub skip_sampling: bool,
 }
 
 /// Runs `plan` with `bugs` planted and judges it.
@@ -210,7 +213,13 @@ fn run_on_this_thread(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
     let recorder = world.metrics.recorder();
     let simulated = std::panic::catch_unwind(AssertUnwindSafe(|| {
         metrics::with_local_recorder(&recorder, || {
-            runtime.block_on(simulate(plan.clone(), bugs, world.clone(), during_flush_rx))
+            runtime.block_on(simulate(
+                plan.clone(),
+                bugs,
+                world.clone(),
+                during_flush_rx,
+                Sampler::new(!options.skip_sampling),
+            ))
         })
     }));
     let (observed, panic) = match simulated {
@@ -379,6 +388,7 @@ async fn simulate(
     bugs: Bugs,
     world: Arc<World>,
     during_flush: mpsc::UnboundedReceiver<DuringFlush>,
+    mut sampler: Sampler,
 ) -> (Observations, u64) {
     let workload = plan.workload.clone();
     let regions: Vec<RegionId> = (1..=u64::from(workload.regions.max(1)))
@@ -462,11 +472,10 @@ async fn simulate(
         drop(actors.spawn(crasher.run()));
     }
 
-    let mut sampler = Sampler::default();
     let safety_deadline_ms = world.now_ms() + workload.safety_budget_ms;
     while clients_running.load(Ordering::Relaxed) > 0 && world.now_ms() < safety_deadline_ms {
         sleep(Duration::from_millis(workload.monitor_tick_ms.max(1))).await;
-        sample(&mut sampler, &world, &rig).await;
+        sample(&mut sampler, &world, &rig);
         let quiet_ms = world
             .now_ms()
             .saturating_sub(world.with(|state| state.ledger.last_reply_us()) / 1_000);
@@ -587,28 +596,26 @@ async fn simulate(
     (observed, sim_ms)
 }
 
-/// Samples the running engine's invariants. An engine that crashes while
-/// it is being visited is left alone: a dead engine owes nothing.
-async fn sample(sampler: &mut Sampler, world: &World, rig: &Rig) {
-    let patience = Duration::from_millis(INSPECT_PATIENCE_MS);
-    let current = rig.current();
-    let alive = || world.generation() == current.number;
-    current
-        .engine
-        .visit(patience, |visit| {
-            if !alive() {
-                return;
-            }
-            let view = visit.worker.inspect();
-            sampler.check_view(world, &view, |region_id| {
-                rig.stores.manifests.incarnation(region_id)
-            });
-            sampler.check_stalls(world, &view, visit.memory_freed_queued, &current.buffer);
-        })
-        .await;
-    if alive() {
-        sampler.check_buffer(world, &current.buffer);
+/// Samples the running engine's invariants: the workers that are between
+/// two requests right now, the others next time. Synchronous and without
+/// waiting on anything, so sampling never steers the run (a test turns it
+/// off and compares trace hashes). A dead engine owes nothing.
+fn sample(sampler: &mut Sampler, world: &World, rig: &Rig) {
+    if !sampler.enabled() {
+        return;
     }
+    let current = rig.current();
+    if world.generation() != current.number {
+        return;
+    }
+    current.engine.visit_idle(|visit| {
+        let view = visit.worker.inspect();
+        sampler.check_view(world, &view, |region_id| {
+            rig.stores.manifests.incarnation(region_id)
+        });
+        sampler.check_stalls(world, &view, visit.memory_freed_queued, &current.buffer);
+    });
+    sampler.check_buffer(world, &current.buffer);
 }
 
 async fn wait_for_liveness(
@@ -626,7 +633,7 @@ async fn wait_for_liveness(
             break;
         }
         sleep(Duration::from_millis(POLL_MS)).await;
-        sample(sampler, world, rig).await;
+        sample(sampler, world, rig);
     }
     let pending = world.with(|state| {
         state

@@ -338,6 +338,7 @@ pub fn sweep(options: &SweepOptions, mut on_report: impl FnMut(&Report)) -> Swee
     let run_options = RunOptions {
         keep_trace: false,
         workload: options.workload,
+        skip_sampling: false,
     };
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::channel::<Report>();

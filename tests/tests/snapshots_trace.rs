@@ -22,6 +22,7 @@ fn traced(plan: &Plan) -> Report {
         RunOptions {
             keep_trace: true,
             workload: WorkloadChoice::Sweep,
+            skip_sampling: false,
         },
     )
 }

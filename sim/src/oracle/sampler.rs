@@ -6,11 +6,24 @@ use super::*;
 /// Invariants sampled between requests while the run goes.
 #[derive(Debug, Default)]
 pub struct Sampler {
+    /// Off: the run samples nothing (its trace must not change).
+    enabled: bool,
     /// Last flush marks seen per (region, incarnation).
     marks: BTreeMap<(RegionId, u64), (u64, u64)>,
 }
 
 impl Sampler {
+    pub fn new(enabled: bool) -> Self {
+        Sampler {
+            enabled,
+            marks: BTreeMap::new(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Checks one worker's view; `incarnation` must be read while the
     /// worker is held, so view and incarnation belong together.
     pub fn check_view(

@@ -209,6 +209,9 @@ fn describe_request(id: RequestId, origin: Origin, request: &Request) -> String 
     )
 }
 
+/// How many of the fields it knows a client's row sets.
+const FIELDS_PER_ROW: usize = 2;
+
 /// Values for `fields` of a row whose base value is `value`.
 fn field_values(fields: &[String], value: f64) -> Vec<FieldValue> {
     fields
@@ -336,9 +339,19 @@ impl Client {
             .into_iter()
             .zip(ts..)
             .collect();
-        let fields = lock(&self.fields)
+        // The newest few: enough to write old and new fields side by side
+        // without every row growing with every alter.
+        let fields: Vec<String> = lock(&self.fields)
             .get(&region_id)
-            .cloned()
+            .map(|known| {
+                known
+                    .iter()
+                    .rev()
+                    .take(FIELDS_PER_ROW)
+                    .rev()
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         let requester = self.requester.clone();
         let origin = self.origin();

@@ -24,9 +24,16 @@ step "tests (README's test command)"
 cargo test --workspace
 
 step "a plain build of the core has no bug switch"
-# Alone, flush-core builds without `planted-bugs` (the workspace test run
-# above unified it in): `Bugs` must be zero-sized there.
-cargo test -p flush-core --lib bugs::
+# Alone, flush-core resolves without `planted-bugs` (the workspace test
+# run above unified it in): cargo's own feature resolution says so, with no
+# second build. (`cargo test -p flush-core --lib bugs::` shows the same
+# from the inside: `Bugs` is zero-sized there.)
+core_features=$(cargo tree -p flush-core -e features -i flush-core --prefix none)
+echo "${core_features}"
+if grep -q 'planted-bugs' <<<"${core_features}"; then
+    echo "a plain flush-core build has the planted-bugs feature on"
+    exit 1
+fi
 
 step "build flushsim (release)"
 cargo build --release -p flush-sim

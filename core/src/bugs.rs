@@ -126,9 +126,6 @@ impl Bugs {
     #[cfg(not(feature = "planted-bugs"))]
     pub const NONE: Bugs = Bugs();
 
-    /// Whether this build can switch bugs on at all.
-    pub const AVAILABLE: bool = cfg!(feature = "planted-bugs");
-
     #[cfg(feature = "planted-bugs")]
     pub fn only(bug: PlantedBug) -> Bugs {
         Bugs::NONE.with(bug)

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::buffer::WriteBufferManager;
 use crate::bugs::{Bugs, PlantedBug};
+use crate::error::RequestError;
 use crate::ids::{FileId, MemtableId, RegionId};
 use crate::manifest::{FileMeta, LeaderState, RegionEdit, RegionManifest};
 use crate::memtable::{AllocTracker, Memtable};
@@ -204,6 +205,14 @@ impl Region {
 
     pub fn is_writable(&self) -> bool {
         self.leader_state == LeaderState::Writable
+    }
+
+    /// The answer to a request this region's leader state refuses.
+    pub fn read_only(&self) -> RequestError {
+        RequestError::RegionReadOnly {
+            region_id: self.region_id,
+            state: self.leader_state,
+        }
     }
 
     /// mito2's `is_flushable`: a leader, writable or being downgraded. A

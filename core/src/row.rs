@@ -20,18 +20,6 @@ pub struct RowValue {
     pub fields: Vec<FieldValue>,
 }
 
-impl RowValue {
-    /// A row of the base columns only.
-    pub fn new(series: impl Into<String>, ts: i64, value: f64) -> RowValue {
-        RowValue {
-            series: series.into(),
-            ts,
-            value,
-            fields: Vec::new(),
-        }
-    }
-}
-
 /// A row as stored: the client's values plus the sequence the region gave it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {

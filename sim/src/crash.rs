@@ -16,7 +16,6 @@
 //! compares what the regions hold with the ledger; then the held requests
 //! go through and the workload continues.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -414,7 +413,7 @@ async fn check_recovery(
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         oracle::decode_recovered(&recovered, &mut cache)
     };
-    let unlogged = unlogged_regions(&context.workload, &context.regions);
+    let unlogged = context.workload.unlogged_regions(&context.regions);
     let (problems, stats) = world.with(|state| {
         let entries: Vec<&LedgerEntry> = state.ledger.entries().collect();
         oracle::recovery_problems(&recovered, &decoded, &entries, &unlogged)
@@ -437,13 +436,4 @@ async fn check_recovery(
             ),
         );
     }
-}
-
-/// The regions of `regions` that skip the WAL.
-pub fn unlogged_regions(workload: &Workload, regions: &[RegionId]) -> BTreeSet<RegionId> {
-    regions
-        .iter()
-        .copied()
-        .filter(|region_id| workload.region_options(*region_id).skip_wal)
-        .collect()
 }

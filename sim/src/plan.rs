@@ -4,7 +4,7 @@
 //! A plan is data (serde): it is printed at the start of a replay, kept in
 //! the report, and can be written to a file and run again as it is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use flush_core::bugs::Bugs;
@@ -250,6 +250,15 @@ impl Workload {
         RegionOptions {
             skip_wal: region_id.0 <= u64::from(self.skip_wal_regions),
         }
+    }
+
+    /// The regions of `regions` that skip the WAL.
+    pub fn unlogged_regions(&self, regions: &[RegionId]) -> BTreeSet<RegionId> {
+        regions
+            .iter()
+            .copied()
+            .filter(|region_id| self.region_options(*region_id).skip_wal)
+            .collect()
     }
 
     pub fn total_writes(&self) -> u64 {

@@ -574,7 +574,7 @@ async fn simulate(
     let sim_ms = world.now_ms();
     world.trace("phase", format!("done at {sim_ms} ms"));
     let observed = Observations {
-        unlogged: crate::crash::unlogged_regions(&workload, &regions),
+        unlogged: workload.unlogged_regions(&regions),
         regions,
         liveness: LivenessObservation {
             stalled_writes,

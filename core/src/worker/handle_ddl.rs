@@ -17,8 +17,7 @@ impl RegionWorker {
             return Self::reply_err(request, RequestError::RegionNotFound { region_id });
         };
         if !region.is_writable() {
-            let state = region.leader_state;
-            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+            return Self::reply_err(request, region.read_only());
         }
         if let Request::Alter {
             add_field: Some(name),

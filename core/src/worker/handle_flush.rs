@@ -17,8 +17,7 @@ impl RegionWorker {
             return Self::reply_err(request, RequestError::RegionNotFound { region_id });
         };
         if !region.is_flushable() {
-            let state = region.leader_state;
-            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+            return Self::reply_err(request, region.read_only());
         }
         let task = FlushTask::new(FlushReason::Manual, Some(request.responder));
         let _ = self.scheduler.schedule_flush(region, task, &self.env);

@@ -248,8 +248,7 @@ impl RegionWorker {
         };
         // Only the leader drops (mito2 moves Writable to Dropping).
         if !region.is_writable() {
-            let state = region.leader_state;
-            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+            return Self::reply_err(request, region.read_only());
         }
         let dropped = self
             .env
@@ -276,8 +275,7 @@ impl RegionWorker {
             return Self::reply_err(request, RequestError::RegionNotFound { region_id });
         };
         if !region.is_writable() {
-            let state = region.leader_state;
-            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+            return Self::reply_err(request, region.read_only());
         }
         let truncated_entry_id = region.version.last_entry_id;
         let truncated_sequence = region.version.committed_sequence;

@@ -46,8 +46,7 @@ impl RegionWorker {
             return Self::reply_err(request, RequestError::RegionNotFound { region_id });
         };
         if !region.is_writable() && !self.config.bugs.has(PlantedBug::WriteIgnoresLeaderState) {
-            let state = region.leader_state;
-            return Self::reply_err(request, RequestError::RegionReadOnly { region_id, state });
+            return Self::reply_err(request, region.read_only());
         }
         if let Request::Write { rows, .. } = &request.request {
             if let Err(error) = check_rows(region_id, region.version.schema(), rows) {

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Invariants sampled between requests while the run goes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sampler {
     /// Off: the run samples nothing (its trace must not change).
     enabled: bool,

@@ -28,6 +28,7 @@ pub enum ErrorKind {
     Wal,
     Sst,
     WriteStallFull,
+    WriteStallTimeout,
     WorkerStopped,
     InvalidRequest,
     UnknownColumn,
@@ -51,6 +52,7 @@ impl ErrorKind {
             ErrorKind::Wal => "wal",
             ErrorKind::Sst => "sst",
             ErrorKind::WriteStallFull => "write_stall_full",
+            ErrorKind::WriteStallTimeout => "write_stall_timeout",
             ErrorKind::WorkerStopped => "worker_stopped",
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::UnknownColumn => "unknown_column",
@@ -228,6 +230,19 @@ pub enum RequestError {
         stalled: usize,
         limit: usize,
     },
+    /// A write stalled longer than the worker's stall timeout: it was
+    /// never applied. Memory a follower holds cannot be flushed, so
+    /// without a bound such a write would wait for a DDL that may never
+    /// come (mito2 leaves it stalled; its client's timeout then reports a
+    /// failure for a write that may still be applied later).
+    #[error(
+        "write to {region_id} stalled {waited_ms} ms, past the stall timeout of {timeout_ms} ms"
+    )]
+    WriteStallTimeout {
+        region_id: RegionId,
+        waited_ms: u64,
+        timeout_ms: u64,
+    },
     #[error("worker stopped before {region_id}'s request completed")]
     WorkerStopped { region_id: RegionId },
     #[error("invalid request for {region_id}: {reason}")]
@@ -256,6 +271,7 @@ impl RequestError {
             RequestError::Wal { .. } => ErrorKind::Wal,
             RequestError::Sst { .. } => ErrorKind::Sst,
             RequestError::WriteStallFull { .. } => ErrorKind::WriteStallFull,
+            RequestError::WriteStallTimeout { .. } => ErrorKind::WriteStallTimeout,
             RequestError::WorkerStopped { .. } => ErrorKind::WorkerStopped,
             RequestError::InvalidRequest { .. } => ErrorKind::InvalidRequest,
             RequestError::UnknownColumn { .. } => ErrorKind::UnknownColumn,
@@ -279,6 +295,7 @@ impl RequestError {
             | RequestError::Wal { region_id, .. }
             | RequestError::Sst { region_id, .. }
             | RequestError::WriteStallFull { region_id, .. }
+            | RequestError::WriteStallTimeout { region_id, .. }
             | RequestError::WorkerStopped { region_id }
             | RequestError::InvalidRequest { region_id, .. }
             | RequestError::UnknownColumn { region_id, .. } => *region_id,

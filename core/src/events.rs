@@ -77,6 +77,11 @@ pub enum CoreEvent {
     StallReleased {
         count: usize,
     },
+    /// `count` stalled writes waited past the stall timeout and were
+    /// answered with `WriteStallTimeout`.
+    StallTimedOut {
+        count: usize,
+    },
     /// An engine-full flush picked `region_id`, whose mutable memtable holds
     /// `picked_bytes`; `largest_bytes` is the largest candidate's.
     EngineFullFlush {
@@ -133,6 +138,7 @@ impl CoreEvent {
             CoreEvent::NotifyGaveUp { .. } => "notify_gave_up",
             CoreEvent::WriteStalled { .. } => "write_stalled",
             CoreEvent::StallReleased { .. } => "stall_released",
+            CoreEvent::StallTimedOut { .. } => "stall_timed_out",
             CoreEvent::EngineFullFlush { .. } => "engine_full_flush",
             CoreEvent::StallReliefFlush { .. } => "stall_relief_flush",
             CoreEvent::DdlQueued { .. } => "ddl_queued",

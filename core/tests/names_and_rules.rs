@@ -42,6 +42,7 @@ fn error_kinds_have_stable_snake_case_names() {
         (ErrorKind::Wal, "wal"),
         (ErrorKind::Sst, "sst"),
         (ErrorKind::WriteStallFull, "write_stall_full"),
+        (ErrorKind::WriteStallTimeout, "write_stall_timeout"),
         (ErrorKind::WorkerStopped, "worker_stopped"),
         (ErrorKind::InvalidRequest, "invalid_request"),
     ];

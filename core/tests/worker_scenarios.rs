@@ -25,7 +25,7 @@ use flush_core::ids::{sst_path, FileId, RegionId};
 use flush_core::local::block_on;
 use flush_core::manifest::{LeaderState, RegionManifest};
 use flush_core::memtable::{Row, RowValue};
-use flush_core::request::{Output, Request};
+use flush_core::request::{Output, RegionRole, Request};
 use flush_core::sst;
 use flush_core::worker::WorkerConfig;
 
@@ -525,6 +525,54 @@ fn a_full_stall_queue_refuses_the_next_write_at_once() {
     scn.run_until_idle();
     scn.expect_ok(flush);
     scn.expect_written(stalled);
+    scn.finish();
+}
+
+/// Memory a follower holds cannot be flushed. A stalled write of that
+/// region is answered as soon as it becomes a follower; another region's
+/// stalled write waits out the stall timeout and is then answered too,
+/// unapplied (the op-level fuzzer found both waiting forever).
+#[test]
+fn writes_stalled_behind_follower_memory_are_answered() {
+    let config = WorkerConfig {
+        stall_timeout_ms: Some(5_000),
+        ..Default::default()
+    };
+    let mut scn = Scenario::with_config(batch_bytes(), config);
+    scn.create(R1);
+    scn.create(R2);
+    scn.write("fills the buffer", R1, batch(0));
+    let stalled_r2 = scn.write("stalled r2", R2, batch(100));
+    let stalled_r1 = scn.write("stalled r1", R1, batch(200));
+    let follow = scn.submit(
+        "follow",
+        Request::SetRole {
+            region_id: R1,
+            role: RegionRole::Follower,
+        },
+    );
+    scn.expect_ok(follow);
+    scn.expect_err(stalled_r1, ErrorKind::RegionReadOnly);
+    scn.expect_waiting(stalled_r2);
+    // The engine-full flush of R1 is lost: R1's memory stays, and no flush
+    // may free it while R1 follows.
+    assert!(scn
+        .engine
+        .lose_one_job()
+        .expect("the lost job's report is handled"));
+    assert_eq!(scn.queued_jobs(), 0);
+    scn.engine.advance_clock(4_999);
+    scn.engine.tick().expect("a tick");
+    scn.expect_waiting(stalled_r2);
+    scn.engine.advance_clock(1);
+    scn.engine.tick().expect("a tick");
+    scn.expect_err(stalled_r2, ErrorKind::WriteStallTimeout);
+    assert_eq!(scn.engine.buffer().stalled_writes(), 0);
+    assert_eq!(
+        scn.view(R2).memtable_rows,
+        0,
+        "the timed-out write is not applied"
+    );
     scn.finish();
 }
 

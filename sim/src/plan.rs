@@ -163,6 +163,9 @@ impl Workload {
             notify_retry_limit: self.notify_retry_limit,
             notify_retry_backoff_ms: self.notify_retry_backoff_ms,
             auto_flush_interval_ms: self.auto_flush_interval_ms,
+            // Stalls here always end: clients lead the followers they
+            // open, and every flush fault is transient.
+            stall_timeout_ms: None,
             bugs,
         }
     }

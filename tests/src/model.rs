@@ -354,7 +354,8 @@ pub struct SchedulerModel {
     wal: BTreeMap<Slot, Vec<WalEntryModel>>,
     statuses: BTreeMap<Slot, StatusModel>,
     jobs: VecDeque<JobModel>,
-    stalled: VecDeque<Waiting>,
+    /// Stalled writes with the time each stalled.
+    stalled: VecDeque<(Waiting, u64)>,
     requeued: VecDeque<Waiting>,
     inbox: VecDeque<Notice>,
     faults: ArmedFaults,
@@ -362,6 +363,7 @@ pub struct SchedulerModel {
     /// The engine's clock; only [`SchedulerModel::advance_clock`] moves it.
     now_ms: u64,
     auto_flush_interval_ms: Option<u64>,
+    stall_timeout_ms: Option<u64>,
 }
 
 impl SchedulerModel {
@@ -383,12 +385,19 @@ impl SchedulerModel {
             replies: BTreeMap::new(),
             now_ms: 0,
             auto_flush_interval_ms: None,
+            stall_timeout_ms: None,
         }
     }
 
     /// Periodic flushes every `interval_ms` of the model's clock.
     pub fn with_auto_flush(mut self, interval_ms: u64) -> Self {
         self.auto_flush_interval_ms = Some(interval_ms);
+        self
+    }
+
+    /// Stalled writes time out after `timeout_ms` of the model's clock.
+    pub fn with_stall_timeout(mut self, timeout_ms: u64) -> Self {
+        self.stall_timeout_ms = Some(timeout_ms);
         self
     }
 
@@ -451,7 +460,7 @@ impl SchedulerModel {
         for (_, status) in std::mem::take(&mut self.statuses) {
             self.fail_all(status, ErrorKind::RegionClosed);
         }
-        let stalled: Vec<RequestNo> = self.stalled.drain(..).map(|w| w.no).collect();
+        let stalled: Vec<RequestNo> = self.stalled.drain(..).map(|(w, _)| w.no).collect();
         self.answer_all(stalled, Outcome::Err(ErrorKind::RegionClosed));
         self.release_unreferenced_memtables();
         self.drain_inbox();
@@ -583,6 +592,7 @@ impl SchedulerModel {
             Input::Notice(Notice::MemoryFreed) => self.retry_stalled(),
             Input::Notice(Notice::Tick) => {
                 self.retry_stalled();
+                self.expire_stalled();
                 self.flush_periodically();
             }
         }
@@ -632,7 +642,7 @@ impl SchedulerModel {
             if self.stalled.len() >= self.max_stalled_writes {
                 return self.answer_err(request.no, ErrorKind::WriteStallFull);
             }
-            return self.stalled.push_back(request);
+            return self.stalled.push_back((request, self.now_ms));
         }
         let open = self.regions.get_mut(&region).expect("checked above");
         let entry_id = open.last_entry_id + 1;
@@ -842,6 +852,9 @@ impl SchedulerModel {
         }
         self.manifest_mut(region).leader = next;
         self.regions.get_mut(&region).expect("checked above").leader = next;
+        if next != LeaderState::Writable {
+            self.fail_stalled_of(region, ErrorKind::RegionReadOnly);
+        }
         self.answer(no, Outcome::Ok);
     }
 
@@ -1154,7 +1167,7 @@ impl SchedulerModel {
         if self.stalled.is_empty() || self.buffer().should_stall() {
             return;
         }
-        while let Some(request) = self.stalled.pop_back() {
+        while let Some((request, _)) = self.stalled.pop_back() {
             self.requeued.push_front(request);
         }
     }
@@ -1162,9 +1175,24 @@ impl SchedulerModel {
     fn fail_stalled_of(&mut self, region: Slot, kind: ErrorKind) {
         let (failed, kept) = std::mem::take(&mut self.stalled)
             .into_iter()
-            .partition::<Vec<Waiting>, _>(|w| w.request.region() == region);
+            .partition::<Vec<_>, _>(|(w, _)| w.request.region() == region);
         self.stalled = kept.into();
-        self.answer_all(failed.into_iter().map(|w| w.no), Outcome::Err(kind));
+        self.answer_all(failed.into_iter().map(|(w, _)| w.no), Outcome::Err(kind));
+    }
+
+    /// Stalled writes that waited the stall timeout are answered with
+    /// `WriteStallTimeout`; the rest keep their order.
+    fn expire_stalled(&mut self) {
+        let Some(timeout_ms) = self.stall_timeout_ms else {
+            return;
+        };
+        let now_ms = self.now_ms;
+        let (expired, kept) = std::mem::take(&mut self.stalled)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(_, since)| now_ms.saturating_sub(*since) >= timeout_ms);
+        self.stalled = kept.into();
+        let expired = expired.into_iter().map(|(w, _)| w.no);
+        self.answer_all(expired, Outcome::Err(ErrorKind::WriteStallTimeout));
     }
 
     // --- memory ------------------------------------------------------------------

@@ -50,6 +50,10 @@ pub const TICK_MS: u64 = 1_000;
 /// flushed on the next one (rare enough in a 40-op sequence not to flush
 /// away the states the other rules need).
 pub const AUTO_FLUSH_INTERVAL_MS: u64 = 5 * TICK_MS;
+/// A write stalled this long is answered `WriteStallTimeout`: within the
+/// drain's ticks, so a stall no flush can relieve (memory a follower
+/// holds) still ends with every request answered.
+pub const STALL_TIMEOUT_MS: u64 = 20 * TICK_MS;
 /// Small enough that a handful of writes flushes and stalls.
 pub const BUFFER_BYTES: usize = 1024;
 /// Small enough that the stall queue overflows now and then.
@@ -435,7 +439,7 @@ pub fn describe(ops: &[Op]) -> String {
 /// Drain rounds allowed per op (and a floor): each round runs a job or
 /// ticks, and every armed fault is consumed by at most one round.
 const DRAIN_ROUNDS_PER_OP: usize = 4;
-const DRAIN_ROUNDS_MIN: usize = 16;
+const DRAIN_ROUNDS_MIN: usize = 32;
 
 struct Tracked {
     kind: &'static str,
@@ -467,6 +471,7 @@ impl Harness {
             bugs,
             max_stalled_writes: MAX_STALLED_WRITES,
             auto_flush_interval_ms: Some(AUTO_FLUSH_INTERVAL_MS),
+            stall_timeout_ms: Some(STALL_TIMEOUT_MS),
             ..WorkerConfig::default()
         };
         Harness {
@@ -476,7 +481,8 @@ impl Harness {
                 config,
             ),
             model: SchedulerModel::new(BUFFER_BYTES, MAX_STALLED_WRITES)
-                .with_auto_flush(AUTO_FLUSH_INTERVAL_MS),
+                .with_auto_flush(AUTO_FLUSH_INTERVAL_MS)
+                .with_stall_timeout(STALL_TIMEOUT_MS),
             requests: Vec::new(),
             step: String::new(),
             op: String::new(),

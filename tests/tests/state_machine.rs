@@ -312,6 +312,10 @@ const UNSEEN_AT_OP_LEVEL: &[(PlantedBug, &str)] = &[
         "the op level installs no metrics recorder; the simulator's metrics_agree finds it",
     ),
     (
+        PlantedBug::SstDropsAddedFields,
+        "op-level writes set no fields (the model knows sizes, not schemas); the simulator's rows oracle finds it",
+    ),
+    (
         PlantedBug::ManifestSkipDirSync,
         "the op level keeps manifests in memory; the simulator's crashes over its file system find it",
     ),

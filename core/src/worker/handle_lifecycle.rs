@@ -333,8 +333,15 @@ impl RegionWorker {
         if let Err(source) = self.env.ports.manifests.apply(region_id, change).await {
             return Self::reply_err(request, RequestError::Manifest { region_id, source });
         }
-        if let Some(region) = self.regions.get_mut(&region_id) {
-            region.leader_state = next;
+        let Some(region) = self.regions.get_mut(&region_id) else {
+            return Self::reply_err(request, RequestError::RegionNotFound { region_id });
+        };
+        region.leader_state = next;
+        if !region.is_writable() {
+            // A follower refuses writes: its stalled ones are answered now,
+            // not when memory (that it may itself hold) is freed.
+            let refusal = region.read_only();
+            self.fail_stalled_of(region_id, &refusal);
         }
         request.responder.send(Ok(Output::Done));
     }

@@ -10,7 +10,7 @@ use crate::request::{ClientRequest, FlushReason, Output, Request};
 use crate::row::{RowValue, WalEntry};
 use crate::schema::RegionSchema;
 
-use super::RegionWorker;
+use super::{RegionWorker, Stalled};
 
 /// A write's rows against the region's schema: at least one row, each
 /// added field named once and in the schema. An alter never removes a
@@ -81,7 +81,8 @@ impl RegionWorker {
                 },
             );
         }
-        self.stalled.push_back(request);
+        let since_ms = self.env.ports.clock.now_ms();
+        self.stalled.push_back(Stalled { request, since_ms });
         self.env.buffer.writes_stalled(1);
         self.env.ports.events.record(CoreEvent::WriteStalled {
             region_id,
@@ -154,13 +155,44 @@ impl RegionWorker {
         {
             return;
         }
-        let released: Vec<ClientRequest> = self.stalled.drain(..).collect();
+        let released: Vec<Stalled> = self.stalled.drain(..).collect();
         self.env.buffer.writes_released(released.len());
         self.env.ports.events.record(CoreEvent::StallReleased {
             count: released.len(),
         });
-        for request in released.into_iter().rev() {
-            self.requeued.push_front(request);
+        for stalled in released.into_iter().rev() {
+            self.requeued.push_front(stalled.request);
+        }
+    }
+
+    /// Answers `WriteStallTimeout` to every stalled write that has waited
+    /// the stall timeout or longer; the others keep their place.
+    pub(super) fn expire_stalled(&mut self) {
+        let Some(timeout_ms) = self.config.stall_timeout_ms else {
+            return;
+        };
+        let now_ms = self.env.ports.clock.now_ms();
+        let (expired, kept): (Vec<Stalled>, Vec<Stalled>) = self
+            .stalled
+            .drain(..)
+            .partition(|s| now_ms.saturating_sub(s.since_ms) >= timeout_ms);
+        self.stalled = kept.into();
+        if expired.is_empty() {
+            return;
+        }
+        self.env.buffer.writes_released(expired.len());
+        self.env.ports.events.record(CoreEvent::StallTimedOut {
+            count: expired.len(),
+        });
+        for stalled in expired {
+            let region_id = stalled.request.request.region_id();
+            let waited_ms = now_ms.saturating_sub(stalled.since_ms);
+            let error = RequestError::WriteStallTimeout {
+                region_id,
+                waited_ms,
+                timeout_ms,
+            };
+            Self::reply_err(stalled.request, error);
         }
     }
 

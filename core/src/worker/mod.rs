@@ -71,11 +71,20 @@ pub struct WorkerConfig {
     /// worker's next tick (mito2's `auto_flush_interval`, 30 minutes by
     /// default); `None` turns periodic flushes off.
     pub auto_flush_interval_ms: Option<u64>,
+    /// A write stalled longer than this is answered `WriteStallTimeout` on
+    /// the worker's next tick; `None` lets stalled writes wait forever
+    /// (mito2). Memory held by followers cannot be flushed, so without it
+    /// a stalled write can wait for a DDL that never comes.
+    pub stall_timeout_ms: Option<u64>,
     pub bugs: Bugs,
 }
 
 /// mito2's default auto-flush interval: 30 minutes.
 pub const DEFAULT_AUTO_FLUSH_INTERVAL_MS: u64 = 30 * 60 * 1_000;
+
+/// Our default stall timeout: 30 seconds, a common client request timeout,
+/// so the engine answers before its client gives up.
+pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 30 * 1_000;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -85,6 +94,7 @@ impl Default for WorkerConfig {
             notify_retry_limit: 64,
             notify_retry_backoff_ms: 1,
             auto_flush_interval_ms: Some(DEFAULT_AUTO_FLUSH_INTERVAL_MS),
+            stall_timeout_ms: Some(DEFAULT_STALL_TIMEOUT_MS),
             bugs: Bugs::NONE,
         }
     }
@@ -125,7 +135,7 @@ pub struct RegionWorker {
     regions: BTreeMap<RegionId, Region>,
     scheduler: FlushScheduler,
     /// Writes waiting for memory, oldest first.
-    stalled: VecDeque<ClientRequest>,
+    stalled: VecDeque<Stalled>,
     /// Requests released by a flush, handled before the next one arrives.
     requeued: VecDeque<ClientRequest>,
 }
@@ -174,6 +184,7 @@ impl RegionWorker {
             WorkerRequest::MemoryFreed => self.retry_stalled(),
             WorkerRequest::Tick => {
                 self.retry_stalled();
+                self.expire_stalled();
                 self.flush_periodically();
             }
         }
@@ -219,7 +230,7 @@ impl RegionWorker {
     /// releases every region: the worker is stopping.
     pub fn shutdown(&mut self) {
         self.scheduler.fail_all_closed();
-        let mut waiting: Vec<ClientRequest> = self.stalled.drain(..).collect();
+        let mut waiting: Vec<ClientRequest> = self.stalled.drain(..).map(|s| s.request).collect();
         self.env.buffer.writes_released(waiting.len());
         if self.config.bugs.has(PlantedBug::StopDropsStalledWrites) {
             waiting.clear();
@@ -301,13 +312,19 @@ impl RegionWorker {
         let (failed, kept): (Vec<_>, Vec<_>) = self
             .stalled
             .drain(..)
-            .partition(|r| r.request.region_id() == region_id);
+            .partition(|s| s.request.request.region_id() == region_id);
         self.stalled = kept.into();
         self.env.buffer.writes_released(failed.len());
-        for request in failed {
-            Self::reply_err(request, error.clone());
+        for stalled in failed {
+            Self::reply_err(stalled.request, error.clone());
         }
     }
+}
+
+/// A write waiting for memory, and since when (the worker's clock).
+struct Stalled {
+    request: ClientRequest,
+    since_ms: u64,
 }
 
 /// A worker dropped without [`RegionWorker::shutdown`] (say, a dropped

@@ -77,7 +77,9 @@ pub(super) fn cause_of(kind: ErrorKind) -> Cause {
         // A region opens as a follower; a downgrade makes one.
         ErrorKind::RegionReadOnly => Cause::Requests(&["downgrade", "open"]),
         ErrorKind::RegionNotFound => Cause::NotOpen,
-        ErrorKind::RegionExists | ErrorKind::WriteStallFull => Cause::Always,
+        ErrorKind::RegionExists | ErrorKind::WriteStallFull | ErrorKind::WriteStallTimeout => {
+            Cause::Always
+        }
         ErrorKind::FlushFailed => Cause::Either(LIFECYCLE, FLUSH_FAULTS),
         ErrorKind::JobRejected => Cause::Faults(&[FaultClass::JobRejection]),
         ErrorKind::FreezeFailed => Cause::Faults(&[FaultClass::FreezeFailure]),

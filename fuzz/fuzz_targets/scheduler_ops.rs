@@ -14,7 +14,7 @@ use flush_tests::ops::{describe, run_ops, Op};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|ops: Vec<Op>| {
-    if let Err(violation) = run_ops(&ops, flush_fuzz::planted_bugs()) {
+    if let Err(violation) = run_ops(&ops, flush_tests::fuzz::planted_bugs()) {
         panic!("{violation}\nops: {}", describe(&ops));
     }
 });

@@ -1,6 +1,6 @@
 //! Whole simulations: bytes → a small `Plan` → `flush_sim::run` on madsim.
 //!
-//! The byte layout and the bounds are in `flush_fuzz::sim_plan` (a `u64`
+//! The byte layout and the bounds are in `flush_tests::fuzz::sim_plan` (a `u64`
 //! seed, one byte per workload knob, one per fault class: at most 160
 //! writes, every fault class on or off with its own probability). Panics
 //! only when a check fails, after printing the report, the plan file and
@@ -15,9 +15,9 @@
 
 #![no_main]
 
-use flush_fuzz::sim_plan::{check, PlanInput};
+use flush_tests::fuzz::sim_plan::{check, PlanInput};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: PlanInput| {
-    check(&input, flush_fuzz::planted_bugs());
+    check(&input, flush_tests::fuzz::planted_bugs());
 });

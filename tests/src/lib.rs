@@ -5,9 +5,10 @@
 //! - [`ops`]: op sequences run against `LocalEngine` and the model side by
 //!   side, checked after every step; shared by the proptest suites, the
 //!   cargo-fuzz target and the fuzz regression replays.
-//! - [`fuzz_input`] (feature `arbitrary`): fuzz input bytes ⇄ op sequences.
+//! - [`fuzz`] (feature `arbitrary`): the inputs of the cargo-fuzz targets,
+//!   their seed corpora and the tests that keep both honest.
 
 #[cfg(feature = "arbitrary")]
-pub mod fuzz_input;
+pub mod fuzz;
 pub mod model;
 pub mod ops;

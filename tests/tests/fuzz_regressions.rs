@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use flush_core::bugs::Bugs;
-use flush_tests::fuzz_input;
+use flush_tests::fuzz::scheduler_ops;
 use flush_tests::ops::{describe, run_ops};
 
 fn regression_inputs() -> Vec<PathBuf> {
@@ -32,7 +32,7 @@ fn scheduler_ops_regressions_pass() {
     let files = regression_inputs();
     for path in &files {
         let bytes = std::fs::read(path).expect("a readable regression input");
-        let Some(ops) = fuzz_input::decode(&bytes) else {
+        let Some(ops) = scheduler_ops::decode(&bytes) else {
             // The fuzz target rejects such inputs too; nothing ran.
             continue;
         };
@@ -183,6 +183,6 @@ fn regenerate_seed_corpus() {
     std::fs::create_dir_all(&dir).expect("the corpus directory");
     for (name, ops) in seeds {
         run_ops(&ops, Bugs::NONE).unwrap_or_else(|v| panic!("{name}: {v}"));
-        std::fs::write(dir.join(name), fuzz_input::encode(&ops)).expect("a seed file");
+        std::fs::write(dir.join(name), scheduler_ops::encode(&ops)).expect("a seed file");
     }
 }

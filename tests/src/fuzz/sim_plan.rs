@@ -17,10 +17,10 @@
 
 use std::fmt;
 
+use arbitrary::{Arbitrary, Unstructured};
 use flush_core::bugs::Bugs;
 use flush_sim::plan::{FaultClass, FaultMix, FaultSetting, OpMix, Plan, Workload};
 use flush_sim::shrink::PlanFile;
-use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 
 /// Writes over all clients, at most.
 pub const MAX_WRITES: u64 = 160;
@@ -277,7 +277,7 @@ impl PlanInput {
 /// file to save and replay with `flushsim replay --plan FILE`.
 impl fmt::Debug for PlanInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&PlanFile::new(self.plan(), crate::planted_bugs()).to_json())
+        f.write_str(&PlanFile::new(self.plan(), super::planted_bugs()).to_json())
     }
 }
 

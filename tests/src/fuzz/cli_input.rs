@@ -16,13 +16,13 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
+use arbitrary::{Arbitrary, Unstructured};
 use clap::Parser;
 use flush_core::bugs::PlantedBug;
 use flush_sim::cli::{load_plan, BugArgs, Cli, Command};
 use flush_sim::report::WorkloadChoice;
 use flush_sim::shrink::PlanFile;
 use flush_sim::sweep::{parse_seed_range, Shard};
-use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 
 /// Number of input kinds.
 pub const KINDS: u8 = 5;
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn seeds_pass() {
-        for (_, input) in crate::seeds::cli_input() {
+        for (_, input) in crate::fuzz::seeds::cli_input() {
             check(&input);
         }
     }

@@ -1,6 +1,6 @@
 //! The committed seed corpora of `sim_plan` and `cli_input`, as readable
-//! values. `cd fuzz && cargo test -- --ignored` writes them to
-//! `corpus/<target>/seed-*`; the other tests check the committed files
+//! values. `cargo test -p flush-tests --lib fuzz::seeds -- --ignored`
+//! writes them to `fuzz/corpus/<target>/seed-*`; the other tests check the committed files
 //! still decode to these values, and that every sim seed passes.
 
 use std::ffi::OsString;
@@ -9,8 +9,8 @@ use flush_core::bugs::{Bugs, PlantedBug};
 use flush_sim::plan::{FaultClass, Plan};
 use flush_sim::shrink::PlanFile;
 
-use crate::cli_input::CliInput;
-use crate::sim_plan::PlanInput;
+use super::cli_input::CliInput;
+use super::sim_plan::PlanInput;
 
 /// A sweep plan cut down to the fuzz bounds, with `faults` (class,
 /// probability step 0..=127) switched on and every other class off.
@@ -30,11 +30,11 @@ fn with_faults(seed: u64, faults: &[(FaultClass, u8)]) -> PlanInput {
 
 /// Sets a workload knob's byte to the one nearest `value`.
 fn knob(mut input: PlanInput, name: &str, value: u64) -> PlanInput {
-    let index = crate::sim_plan::KNOBS
+    let index = super::sim_plan::KNOBS
         .iter()
         .position(|knob| knob.name == name)
         .expect("a knob of the table");
-    input.knobs[index] = crate::sim_plan::KNOBS[index].byte(value);
+    input.knobs[index] = super::sim_plan::KNOBS[index].byte(value);
     input
 }
 
@@ -178,7 +178,7 @@ mod tests {
 
     fn corpus(target: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("corpus")
+            .join("../fuzz/corpus")
             .join(target)
     }
 
@@ -212,7 +212,7 @@ mod tests {
         }
     }
 
-    /// Rewrites `corpus/{sim_plan,cli_input}/seed-*`.
+    /// Rewrites `fuzz/corpus/{sim_plan,cli_input}/seed-*`.
     #[test]
     #[ignore = "writes the committed seed corpora"]
     fn regenerate_seed_corpora() {

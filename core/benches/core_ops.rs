@@ -19,7 +19,7 @@ use flush_core::local::{
 };
 use flush_core::manifest::RegionManifest;
 use flush_core::memtable::{Row, RowValue, WalEntry};
-use flush_core::ports::{EventSink, ManifestStore, NoFaults, Ports};
+use flush_core::ports::{ManifestStore, NoFaults, Ports, TracingEvents};
 use flush_core::region::Region;
 use flush_core::request::{ClientRequest, FlushReason, Reply, Request, Responder};
 use flush_core::schema::RegionSchema;
@@ -134,7 +134,7 @@ impl SchedulerRig {
             wal: Arc::new(MemoryWal::default()),
             clock: Arc::new(SystemClock),
             faults: Arc::new(NoFaults),
-            events: Arc::new(NoEvents),
+            events: Arc::new(TracingEvents),
         };
         let env = FlushEnv {
             ports,
@@ -157,7 +157,7 @@ impl SchedulerRig {
             rows: rows(50),
         });
         SchedulerRig {
-            scheduler: FlushScheduler::new(Bugs::NONE, Arc::new(NoEvents)),
+            scheduler: FlushScheduler::new(Bugs::NONE, Arc::new(TracingEvents)),
             regions: BTreeMap::from([(region_id, region)]),
             env,
             next_request: 1,
@@ -217,12 +217,6 @@ impl SchedulerRig {
             .on_flush_failed(region_id, epoch, error, &mut self.regions, &self.env);
         assert!(self.scheduler.status(region_id).is_none());
     }
-}
-
-struct NoEvents;
-
-impl EventSink for NoEvents {
-    fn record(&self, _event: flush_core::events::CoreEvent) {}
 }
 
 fn scheduler_ops(c: &mut Criterion) {

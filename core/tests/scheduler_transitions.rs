@@ -12,9 +12,9 @@
 
 mod common;
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use common::{ReplyLedger, Ticket, R1, R2};
 use flush_core::buffer::WriteBufferManager;
@@ -22,95 +22,19 @@ use flush_core::bugs::Bugs;
 #[cfg(feature = "planted-bugs")]
 use flush_core::bugs::PlantedBug;
 use flush_core::error::{ErrorKind, FlushError};
-use flush_core::events::CoreEvent;
 use flush_core::flush::{FlushEnv, FlushScheduler, FlushStatusView, FlushTask};
 use flush_core::ids::{RegionId, RequestId};
 use flush_core::local::{
-    block_on, CountedFaults, LocalObjectStore, MemoryManifestStore, MemoryWal, SystemClock,
+    block_on, CountedFaults, Inbox, LocalObjectStore, ManualClock, MemoryManifestStore, MemoryWal,
+    QueuedJobs, RecordedEvents,
 };
 use flush_core::manifest::{ManifestChange, RegionManifest};
 use flush_core::memtable::WalEntry;
-use flush_core::ports::{
-    EventSink, Job, JobRejected, JobScheduler, ManifestStore, NotifyError, Ports, WorkerNotifier,
-};
+use flush_core::ports::{ManifestStore, Ports};
 use flush_core::region::Region;
 use flush_core::request::{
-    BackgroundNotify, ClientRequest, FlushReason, Output, Reply, Request, Responder,
+    BackgroundNotify, ClientRequest, FlushReason, Output, Reply, Request, Responder, WorkerRequest,
 };
-
-/// Flush jobs wait here until the test runs them, oldest first.
-#[derive(Default)]
-struct HeldJobs {
-    queue: Mutex<VecDeque<Job>>,
-    reject_next: AtomicUsize,
-}
-
-impl HeldJobs {
-    fn len(&self) -> usize {
-        self.queue
-            .lock()
-            .expect("no test thread panics holding it")
-            .len()
-    }
-
-    fn pop(&self) -> Option<Job> {
-        self.queue
-            .lock()
-            .expect("no test thread panics holding it")
-            .pop_front()
-    }
-}
-
-impl JobScheduler for HeldJobs {
-    fn schedule(&self, job: Job) -> Result<(), JobRejected> {
-        let armed = self
-            .reject_next
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        if armed.is_ok() {
-            return Err(JobRejected {
-                reason: "rejected by the test".to_string(),
-            });
-        }
-        self.queue
-            .lock()
-            .expect("no test thread panics holding it")
-            .push_back(job);
-        Ok(())
-    }
-}
-
-/// What flush jobs send back to "the worker".
-#[derive(Default)]
-struct Outbox(Mutex<VecDeque<BackgroundNotify>>);
-
-impl WorkerNotifier for Outbox {
-    fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
-        self.0
-            .lock()
-            .expect("no test thread panics holding it")
-            .push_back(notify);
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Events(Mutex<Vec<CoreEvent>>);
-
-impl Events {
-    fn count(&self, mark: &str) -> usize {
-        let events = self.0.lock().expect("no test thread panics holding it");
-        events.iter().filter(|e| e.mark() == mark).count()
-    }
-}
-
-impl EventSink for Events {
-    fn record(&self, event: CoreEvent) {
-        self.0
-            .lock()
-            .expect("no test thread panics holding it")
-            .push(event);
-    }
-}
 
 /// What handing a job's result to the scheduler did.
 #[derive(Debug, PartialEq, Eq)]
@@ -127,11 +51,11 @@ struct Harness {
     scheduler: FlushScheduler,
     regions: BTreeMap<RegionId, Region>,
     env: FlushEnv,
-    jobs: Arc<HeldJobs>,
-    outbox: Arc<Outbox>,
+    jobs: Arc<QueuedJobs>,
+    outbox: Arc<Inbox>,
     manifests: Arc<MemoryManifestStore>,
     faults: Arc<CountedFaults>,
-    events: Arc<Events>,
+    events: Arc<RecordedEvents>,
     buffer: Arc<WriteBufferManager>,
     ledger: ReplyLedger<Reply>,
     labels: BTreeMap<RequestId, String>,
@@ -153,18 +77,18 @@ fn running(epoch: u64) -> FlushStatusView {
 impl Harness {
     fn new(bugs: Bugs) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let jobs = Arc::new(HeldJobs::default());
-        let outbox = Arc::new(Outbox::default());
+        let jobs = Arc::new(QueuedJobs::default());
+        let outbox = Arc::new(Inbox::default());
         let manifests = Arc::new(MemoryManifestStore::default());
         let faults = Arc::new(CountedFaults::default());
-        let events = Arc::new(Events::default());
+        let events = Arc::new(RecordedEvents::default());
         let buffer = Arc::new(WriteBufferManager::new(BUFFER_BYTES));
         let ports = Ports {
             jobs: jobs.clone(),
             objects: Arc::new(LocalObjectStore::new(dir.path())),
             manifests: manifests.clone(),
             wal: Arc::new(MemoryWal::default()),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(ManualClock::default()),
             faults: faults.clone(),
             events: events.clone(),
         };
@@ -300,11 +224,10 @@ impl Harness {
 
     /// The oldest report a job sent back, if any.
     fn next_report(&self) -> Option<BackgroundNotify> {
-        self.outbox
-            .0
-            .lock()
-            .expect("no test thread panics holding it")
-            .pop_front()
+        match self.outbox.pop()? {
+            WorkerRequest::Background(notify) => Some(notify),
+            other => panic!("only jobs report to this harness, got {other:?}"),
+        }
     }
 
     /// After a flush of `region_id` failed: a new one commits all `rows`.
@@ -320,13 +243,7 @@ impl Harness {
     fn run_job(&mut self) -> Delivered {
         let job = self.jobs.pop().expect("a flush job is queued");
         block_on(job).expect("local ports never wait");
-        let notify = self
-            .outbox
-            .0
-            .lock()
-            .expect("no test thread panics holding it")
-            .pop_front()
-            .expect("the job reported back");
+        let notify = self.next_report().expect("the job reported back");
         let delivered = self.deliver(notify);
         let invariants = self.scheduler.check_invariants();
         if self.bugs.is_empty() {

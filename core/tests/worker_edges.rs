@@ -11,9 +11,8 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use common::{row_bytes, rows, ReplyLedger, Ticket, R1, R2};
 use flush_core::buffer::WriteBufferManager;
@@ -25,20 +24,16 @@ use flush_core::events::CoreEvent;
 use flush_core::flush::FlushStatusView;
 use flush_core::ids::{RegionId, RequestId};
 use flush_core::local::{
-    block_on, CountedFaults, LocalObjectStore, MemoryManifestStore, MemoryWal,
+    block_on, CountedFaults, Inbox, LocalObjectStore, ManualClock, MemoryManifestStore, MemoryWal,
+    QueuedJobs, RecordedEvents,
 };
 use flush_core::manifest::{LeaderState, RegionManifest};
 use flush_core::memtable::RowValue;
-use flush_core::ports::{
-    Clock, EventSink, Job, JobRejected, JobScheduler, MemoryNotifier, NotifyError, ObjectStore,
-    Ports, WorkerNotifier,
-};
+use flush_core::ports::{ObjectStore, Ports};
 use flush_core::request::{
-    BackgroundNotify, ClientRequest, Output, RegionRole, Reply, Request, Responder, WorkerRequest,
+    ClientRequest, Output, RegionRole, Reply, Request, Responder, WorkerRequest,
 };
 use flush_core::worker::{RegionWorker, WorkerConfig};
-use futures::future::{self, BoxFuture};
-use futures::FutureExt;
 
 const SERIES: &str = "cpu";
 const BATCH_ROWS: usize = 20;
@@ -56,74 +51,13 @@ fn ten_batch_buffer() -> usize {
     10 * batch_bytes()
 }
 
-/// Flush jobs wait here until the test runs them, oldest first.
-#[derive(Default)]
-struct HeldJobs(Mutex<VecDeque<Job>>);
-
-impl JobScheduler for HeldJobs {
-    fn schedule(&self, job: Job) -> Result<(), JobRejected> {
-        self.0.lock().expect("test lock").push_back(job);
-        Ok(())
-    }
-}
-
-/// The worker's queue. Flush results stay in `held` while `hold_results`
-/// is set, so a test can act on the region before one arrives.
-#[derive(Default)]
-struct Mailbox {
-    queue: Mutex<VecDeque<WorkerRequest>>,
-    held: Mutex<VecDeque<BackgroundNotify>>,
-    hold_results: AtomicBool,
-}
-
-impl WorkerNotifier for Mailbox {
-    fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
-        if self.hold_results.load(Ordering::Relaxed) {
-            self.held.lock().expect("test lock").push_back(notify);
-        } else {
-            let request = WorkerRequest::Background(notify);
-            self.queue.lock().expect("test lock").push_back(request);
-        }
-        Ok(())
-    }
-}
-
-impl MemoryNotifier for Mailbox {
-    fn memory_freed(&self) {
-        let request = WorkerRequest::MemoryFreed;
-        self.queue.lock().expect("test lock").push_back(request);
-    }
-}
-
-/// Back-off sleeps end at once.
-struct NoSleep;
-
-impl Clock for NoSleep {
-    fn now_ms(&self) -> u64 {
-        0
-    }
-
-    fn sleep(&self, _duration_ms: u64) -> BoxFuture<'static, ()> {
-        future::ready(()).boxed()
-    }
-}
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<CoreEvent>>);
-
-impl EventSink for Recorder {
-    fn record(&self, event: CoreEvent) {
-        self.0.lock().expect("test lock").push(event);
-    }
-}
-
 /// One worker over local ports, its recorded events, and the ledger of
 /// every request sent to it.
 struct Rig {
     worker: RegionWorker,
-    jobs: Arc<HeldJobs>,
-    mailbox: Arc<Mailbox>,
-    events: Arc<Recorder>,
+    jobs: Arc<QueuedJobs>,
+    mailbox: Arc<Inbox>,
+    events: Arc<RecordedEvents>,
     buffer: Arc<WriteBufferManager>,
     manifests: Arc<MemoryManifestStore>,
     #[cfg_attr(not(feature = "planted-bugs"), allow(dead_code))]
@@ -148,9 +82,9 @@ impl Rig {
 
     fn with_config(buffer_bytes: usize, config: WorkerConfig) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let jobs = Arc::new(HeldJobs::default());
-        let mailbox = Arc::new(Mailbox::default());
-        let events = Arc::new(Recorder::default());
+        let jobs = Arc::new(QueuedJobs::default());
+        let mailbox = Arc::new(Inbox::default());
+        let events = Arc::new(RecordedEvents::default());
         let manifests = Arc::new(MemoryManifestStore::default());
         let wal = Arc::new(MemoryWal::default());
         let objects = Arc::new(LocalObjectStore::new(dir.path()));
@@ -161,7 +95,7 @@ impl Rig {
             objects: objects.clone(),
             manifests: manifests.clone(),
             wal: wal.clone(),
-            clock: Arc::new(NoSleep),
+            clock: Arc::new(ManualClock::default()),
             faults: faults.clone(),
             events: events.clone(),
         };
@@ -189,9 +123,7 @@ impl Rig {
 
     /// Hands the worker everything queued for it.
     fn drain_mailbox(&mut self) {
-        loop {
-            let next = self.mailbox.queue.lock().expect("test lock").pop_front();
-            let Some(request) = next else { break };
+        while let Some(request) = self.mailbox.pop() {
             block_on(self.worker.handle(request)).expect("local ports never wait");
         }
     }
@@ -230,12 +162,12 @@ impl Rig {
     }
 
     fn held_jobs(&self) -> usize {
-        self.jobs.0.lock().expect("test lock").len()
+        self.jobs.len()
     }
 
     /// Runs the oldest held job and delivers what it sent back.
     fn run_one_job(&mut self) {
-        let job = self.jobs.0.lock().expect("test lock").pop_front();
+        let job = self.jobs.pop();
         block_on(job.expect("a held flush job")).expect("local ports never wait");
         self.drain_mailbox();
     }
@@ -248,17 +180,8 @@ impl Rig {
 
     /// Delivers the flush results held back by `hold_results`.
     fn deliver_held_results(&mut self) {
-        self.mailbox.hold_results.store(false, Ordering::Relaxed);
-        let held: Vec<BackgroundNotify> = self
-            .mailbox
-            .held
-            .lock()
-            .expect("test lock")
-            .drain(..)
-            .collect();
-        for notify in held {
-            self.handle(WorkerRequest::Background(notify));
-        }
+        self.mailbox.release_held();
+        self.drain_mailbox();
     }
 
     fn expect_ok(&mut self, ticket: Ticket) {
@@ -270,11 +193,11 @@ impl Rig {
     }
 
     fn events(&self) -> Vec<CoreEvent> {
-        self.events.0.lock().expect("test lock").clone()
+        self.events.events()
     }
 
     fn count(&self, mark: &str) -> usize {
-        self.events().iter().filter(|e| e.mark() == mark).count()
+        self.events.count(mark)
     }
 
     fn flush_status(&self, region_id: RegionId) -> Option<FlushStatusView> {

@@ -448,7 +448,7 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
     let buffer = Arc::new(
         WriteBufferManager::new(workload.global_buffer_bytes).with_notifier(router.clone()),
     );
-    let flushes = Arc::new(AtomicU64::new(0));
+    let flushes = Arc::new(FlushCounter::default());
     let ports = Ports {
         jobs: Arc::new(DirectJobs { sender: job_sender }),
         objects: Arc::new(MemoryObjectStore::default()),
@@ -456,7 +456,7 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
         wal: Arc::new(MemoryWal::default()),
         clock: Arc::new(DirectClock::default()),
         faults: Arc::new(NoFaults),
-        events: Arc::new(CountFlushes(flushes.clone())),
+        events: flushes.clone(),
     };
     let mut inboxes = Vec::new();
     for worker_id in 0..workload.workers.max(1) {
@@ -530,7 +530,7 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
     pool.run_until_stalled();
     DirectRun {
         requests: requester.next_id.load(Ordering::Relaxed) - 1,
-        flushes: flushes.load(Ordering::Relaxed),
+        flushes: flushes.count(),
         unanswered: requester.unanswered.load(Ordering::Relaxed),
     }
 }
@@ -652,10 +652,18 @@ impl Clock for DirectClock {
     }
 }
 
-/// Counts committed flushes; nothing else.
-struct CountFlushes(Arc<AtomicU64>);
+/// Counts committed flushes; nothing else (the plain runs of both
+/// benchmarks read only this).
+#[derive(Default)]
+pub(crate) struct FlushCounter(AtomicU64);
 
-impl EventSink for CountFlushes {
+impl FlushCounter {
+    pub(crate) fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl EventSink for FlushCounter {
     fn record(&self, event: CoreEvent) {
         if matches!(event, CoreEvent::FlushCommitted { .. }) {
             self.0.fetch_add(1, Ordering::Relaxed);

@@ -15,17 +15,16 @@ use std::time::{Duration, Instant};
 
 use flush_core::bugs::Bugs;
 use flush_core::durable::DurableStores;
-use flush_core::events::CoreEvent;
 use flush_core::fs::{FileSystem, FsError, StdFs};
 use flush_core::ids::RegionId;
 use flush_core::memtable::RowValue;
-use flush_core::ports::EventSink;
 use flush_core::request::{Output, Request};
 use flush_core::tokio_engine::{Stores, TokioEngine, TokioEngineConfig};
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use rand::Rng;
 use serde::Serialize;
 
+use crate::bench::FlushCounter;
 use crate::draw;
 use crate::plan::{stream_rng, Plan, STREAM_CLIENT_BASE};
 use crate::run::run;
@@ -95,18 +94,6 @@ impl FileSystem for CountingFs {
     }
 }
 
-/// Counts committed flushes.
-#[derive(Default)]
-struct FlushCounter(AtomicU64);
-
-impl EventSink for FlushCounter {
-    fn record(&self, event: CoreEvent) {
-        if matches!(event, CoreEvent::FlushCommitted { .. }) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Runs standard seed `seed` on the tokio engine under `dir` (which must
 /// be new or empty; it is left as it ends).
 pub fn bench_engine(dir: &Path, seed: u64) -> Result<EngineBenchReport, String> {
@@ -128,7 +115,7 @@ pub fn bench_engine(dir: &Path, seed: u64) -> Result<EngineBenchReport, String> 
     let simulated = run(&plan, Bugs::NONE);
     let sim_wall = started.elapsed();
     let wall_s = wall.as_secs_f64().max(1e-9);
-    let flushes_committed = flushes.0.load(Ordering::Relaxed);
+    let flushes_committed = flushes.count();
     let syncs = fs.syncs.load(Ordering::Relaxed);
     Ok(EngineBenchReport {
         dir: dir.display().to_string(),

@@ -4,107 +4,32 @@
 //! `core/tests/worker_scenarios.rs`; scheduler transitions in
 //! `core/tests/scheduler_transitions.rs`.
 
-// The ledger is shared with the integration tests; not every helper is
-// used here.
-#[allow(dead_code)]
-#[path = "../../tests/common/ledger.rs"]
-mod ledger;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
-use futures::future::{self, BoxFuture};
-use futures::FutureExt;
-
-use self::ledger::{ReplyLedger, Ticket};
 use super::{RegionWorker, WorkerConfig};
 use crate::buffer::WriteBufferManager;
 #[cfg(feature = "planted-bugs")]
 use crate::bugs::{Bugs, PlantedBug};
 use crate::error::ErrorKind;
-use crate::events::CoreEvent;
 use crate::ids::{RegionId, RequestId};
-use crate::local::{block_on, LocalObjectStore, MemoryManifestStore, MemoryWal};
-use crate::ports::{
-    Clock, EventSink, Job, JobRejected, JobScheduler, NoFaults, NotifyError, Ports, WorkerNotifier,
+use crate::local::ledger::{ReplyLedger, Ticket};
+use crate::local::{
+    block_on, Inbox, LocalObjectStore, ManualClock, MemoryManifestStore, MemoryWal, QueuedJobs,
+    RecordedEvents,
 };
-use crate::request::{BackgroundNotify, ClientRequest, Reply, Request, Responder, WorkerRequest};
+use crate::ports::{NoFaults, Ports};
+use crate::request::{ClientRequest, Reply, Request, Responder, WorkerRequest};
 use crate::row::RowValue;
 
 const R1: RegionId = RegionId(1);
 
-/// Flush jobs wait here until the test runs them.
-#[derive(Default)]
-struct HeldJobs(Mutex<VecDeque<Job>>);
-
-impl JobScheduler for HeldJobs {
-    fn schedule(&self, job: Job) -> Result<(), JobRejected> {
-        self.0.lock().expect("test lock").push_back(job);
-        Ok(())
-    }
-}
-
-/// The worker's queue as flush jobs see it: full for the next `full_next`
-/// notifications, closed once `closed` is set.
-#[derive(Default)]
-struct TestInbox {
-    queue: Mutex<VecDeque<BackgroundNotify>>,
-    full_next: AtomicUsize,
-    closed: AtomicBool,
-}
-
-impl WorkerNotifier for TestInbox {
-    fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(NotifyError::Closed(notify));
-        }
-        let full = self
-            .full_next
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        if full.is_ok() {
-            return Err(NotifyError::Full(notify));
-        }
-        self.queue.lock().expect("test lock").push_back(notify);
-        Ok(())
-    }
-}
-
-/// Back-off sleeps end at once.
-struct NoSleep;
-
-impl Clock for NoSleep {
-    fn now_ms(&self) -> u64 {
-        0
-    }
-
-    fn sleep(&self, _duration_ms: u64) -> BoxFuture<'static, ()> {
-        future::ready(()).boxed()
-    }
-}
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<CoreEvent>>);
-
-impl Recorder {
-    fn count(&self, mark: &str) -> usize {
-        let events = self.0.lock().expect("test lock");
-        events.iter().filter(|e| e.mark() == mark).count()
-    }
-}
-
-impl EventSink for Recorder {
-    fn record(&self, event: CoreEvent) {
-        self.0.lock().expect("test lock").push(event);
-    }
-}
-
 /// One worker over test ports, and the ledger of its requests.
 struct Rig {
     worker: RegionWorker,
-    jobs: Arc<HeldJobs>,
-    inbox: Arc<TestInbox>,
-    events: Arc<Recorder>,
+    jobs: Arc<QueuedJobs>,
+    inbox: Arc<Inbox>,
+    events: Arc<RecordedEvents>,
     buffer: Arc<WriteBufferManager>,
     ledger: ReplyLedger<Reply>,
     next_request_id: u64,
@@ -114,16 +39,16 @@ struct Rig {
 impl Rig {
     fn new(buffer_bytes: usize, config: WorkerConfig) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let jobs = Arc::new(HeldJobs::default());
-        let inbox = Arc::new(TestInbox::default());
-        let events = Arc::new(Recorder::default());
+        let jobs = Arc::new(QueuedJobs::default());
+        let inbox = Arc::new(Inbox::default());
+        let events = Arc::new(RecordedEvents::default());
         let buffer = Arc::new(WriteBufferManager::new(buffer_bytes));
         let ports = Ports {
             jobs: jobs.clone(),
             objects: Arc::new(LocalObjectStore::new(dir.path())),
             manifests: Arc::new(MemoryManifestStore::default()),
             wal: Arc::new(MemoryWal::default()),
-            clock: Arc::new(NoSleep),
+            clock: Arc::new(ManualClock::default()),
             faults: Arc::new(NoFaults),
             events: events.clone(),
         };
@@ -182,30 +107,21 @@ impl Rig {
 
     /// Runs every held job, then hands the worker what they sent back.
     fn run_jobs(&mut self) {
-        let jobs: Vec<Job> = self.jobs.0.lock().expect("test lock").drain(..).collect();
+        let jobs: Vec<_> = std::iter::from_fn(|| self.jobs.pop()).collect();
         for job in jobs {
             block_on(job).expect("test ports never wait");
         }
-        loop {
-            let next = self.inbox.queue.lock().expect("test lock").pop_front();
-            let Some(notify) = next else { break };
-            self.handle(WorkerRequest::Background(notify));
+        while let Some(request) = self.inbox.pop() {
+            self.handle(request);
         }
     }
 
     fn expect_ok(&mut self, ticket: Ticket) {
-        let label = self.ledger.label(ticket).to_string();
-        if let Err(error) = self.ledger.reply(ticket) {
-            panic!("{label}: expected Ok, got {error}");
-        }
+        self.ledger.expect_ok(ticket);
     }
 
     fn expect_err(&mut self, ticket: Ticket, kind: ErrorKind) {
-        let label = self.ledger.label(ticket).to_string();
-        match self.ledger.reply(ticket) {
-            Err(error) if error.kind() == kind => {}
-            other => panic!("{label}: expected {}, got {other:?}", kind.as_str()),
-        }
+        self.ledger.expect_err(ticket, kind);
     }
 }
 

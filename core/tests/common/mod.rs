@@ -1,16 +1,14 @@
-//! Shared by the integration tests: the [`ReplyLedger`] and a [`Scenario`]
+//! Shared by the integration tests: the kit's [`ReplyLedger`] and a [`Scenario`]
 //! that drives a [`LocalEngine`] in a temporary directory and tracks every
 //! request it sends in the ledger.
 
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
-pub mod ledger;
-
 use std::path::Path;
 
 #[allow(unused_imports)]
-pub use ledger::{ReplyLedger, ReplyState, Ticket};
+pub use flush_core::local::ledger::{ReplyLedger, ReplyState, Ticket};
 
 use flush_core::error::ErrorKind;
 use flush_core::ids::RegionId;
@@ -46,28 +44,6 @@ pub fn outcome(reply: &Reply) -> Result<Output, ErrorKind> {
     match reply {
         Ok(output) => Ok(output.clone()),
         Err(error) => Err(error.kind()),
-    }
-}
-
-/// What the tests expect of a client reply, for every rig that tracks
-/// replies in a [`ReplyLedger`].
-impl ReplyLedger<Reply> {
-    /// The reply's output; panics, naming the request, unless it is `Ok`.
-    pub fn expect_ok(&mut self, ticket: Ticket) -> Output {
-        let label = self.label(ticket).to_string();
-        match self.reply(ticket) {
-            Ok(output) => output.clone(),
-            Err(error) => panic!("{label}: expected Ok, got {error}"),
-        }
-    }
-
-    /// Panics, naming the request, unless the reply is an error of `kind`.
-    pub fn expect_err(&mut self, ticket: Ticket, kind: ErrorKind) {
-        let label = self.label(ticket).to_string();
-        match self.reply(ticket) {
-            Err(error) if error.kind() == kind => {}
-            other => panic!("{label}: expected {}, got {other:?}", kind.as_str()),
-        }
     }
 }
 

@@ -9,12 +9,15 @@
 //! carry two values, so "at least one" plus the channel type gives "exactly
 //! one".
 //!
-//! Generic over the reply type so the crate's own unit tests can include
-//! this file too (`#[path]`): it names nothing from flush-core.
+//! Part of the test kit (feature `test-kit`; always in the crate's own
+//! unit tests). Generic over the reply type.
 
 use std::fmt::Debug;
 
 use futures::channel::oneshot;
+
+use crate::error::ErrorKind;
+use crate::request::{Output, Reply};
 
 /// A request the ledger tracks; returned by [`ReplyLedger::track`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -163,5 +166,27 @@ impl<T: Debug> ReplyLedger<T> {
             self.entries.len(),
             problems.join("\n")
         );
+    }
+}
+
+/// What the tests expect of a client reply, for every rig that tracks
+/// replies in a [`ReplyLedger`].
+impl ReplyLedger<Reply> {
+    /// The reply's output; panics, naming the request, unless it is `Ok`.
+    pub fn expect_ok(&mut self, ticket: Ticket) -> Output {
+        let label = self.label(ticket).to_string();
+        match self.reply(ticket) {
+            Ok(output) => output.clone(),
+            Err(error) => panic!("{label}: expected Ok, got {error}"),
+        }
+    }
+
+    /// Panics, naming the request, unless the reply is an error of `kind`.
+    pub fn expect_err(&mut self, ticket: Ticket, kind: ErrorKind) {
+        let label = self.label(ticket).to_string();
+        match self.reply(ticket) {
+            Err(error) if error.kind() == kind => {}
+            other => panic!("{label}: expected {}, got {other:?}", kind.as_str()),
+        }
     }
 }

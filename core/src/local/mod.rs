@@ -29,7 +29,7 @@ pub use self::controls::{
 pub use self::stores::{LocalObjectStore, MemoryManifestStore, MemoryObjectStore, MemoryWal};
 use crate::buffer::WriteBufferManager;
 use crate::ids::RequestId;
-use crate::ports::{ObjectStore, Ports, TracingEvents};
+use crate::ports::{ObjectStore, Ports};
 use crate::request::{ClientRequest, Reply, Request, Responder, WorkerRequest};
 use crate::worker::{RegionWorker, WorkerConfig};
 
@@ -70,6 +70,7 @@ pub struct LocalPorts {
     pub faults: Arc<CountedFaults>,
     pub inbox: Arc<Inbox>,
     pub clock: Arc<ManualClock>,
+    pub events: Arc<RecordedEvents>,
 }
 
 /// One worker over local ports, driven synchronously.
@@ -103,6 +104,7 @@ impl LocalEngine {
             faults: Arc::new(CountedFaults::default()),
             inbox: inbox.clone(),
             clock: Arc::new(ManualClock::default()),
+            events: Arc::new(RecordedEvents::default()),
         };
         let buffer = Arc::new(WriteBufferManager::new(buffer_bytes).with_notifier(inbox.clone()));
         let core_ports = Ports {
@@ -112,7 +114,7 @@ impl LocalEngine {
             wal: ports.wal.clone(),
             clock: ports.clock.clone(),
             faults: ports.faults.clone(),
-            events: Arc::new(TracingEvents),
+            events: ports.events.clone(),
         };
         let worker = RegionWorker::new(config, core_ports, buffer.clone(), inbox);
         LocalEngine {

@@ -1,8 +1,8 @@
-//! Unit tests of the worker's own machinery, with ports the tests control:
-//! the requeue loop, delivery of flush results to a full or stopped worker,
-//! shutdown, and dropping a worker. Whole-engine scenarios live in
-//! `core/tests/worker_scenarios.rs`; scheduler transitions in
-//! `core/tests/scheduler_transitions.rs`.
+//! Unit tests of the worker's own machinery, on the test kit's ports
+//! (`crate::local`): the requeue loop, delivery of flush results to a full
+//! or stopped worker, shutdown, and dropping a worker. Behaviour through
+//! the engine lives in `core/tests/` (one file per behaviour: memory and
+//! stalls, requests behind a flush, region lifecycle, ...).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -10,9 +10,15 @@ use std::path::Path;
 #[allow(unused_imports)]
 pub use flush_core::local::ledger::{ReplyLedger, ReplyState, Ticket};
 
+use std::sync::atomic::Ordering;
+
+use flush_core::bugs::Bugs;
 use flush_core::error::ErrorKind;
+use flush_core::events::CoreEvent;
+use flush_core::flush::FlushStatusView;
 use flush_core::ids::RegionId;
-use flush_core::local::LocalEngine;
+use flush_core::local::{block_on, LocalEngine};
+use flush_core::manifest::RegionManifest;
 use flush_core::memtable::{RowValue, ROW_OVERHEAD_BYTES};
 use flush_core::request::{Output, RegionRole, Reply, Request};
 use flush_core::worker::{RegionView, WorkerConfig};
@@ -39,6 +45,35 @@ pub fn rows(series: &str, count: usize, first_ts: i64) -> Vec<RowValue> {
         .collect()
 }
 
+/// Rows per write batch in the sized scenarios, all of series [`SERIES`].
+pub const BATCH_ROWS: usize = 20;
+pub const SERIES: &str = "cpu";
+
+/// Buffer bytes of one write batch.
+pub fn batch_bytes() -> usize {
+    BATCH_ROWS * row_bytes(SERIES)
+}
+
+/// One batch, timestamps from `first_ts`.
+pub fn batch(first_ts: i64) -> Vec<RowValue> {
+    rows(SERIES, BATCH_ROWS, first_ts)
+}
+
+/// A buffer of ten batches: mutable limit five batches, stall at ten.
+pub fn ten_batch_buffer() -> usize {
+    10 * batch_bytes()
+}
+
+/// The flush status of a region whose flush of `epoch` runs alone.
+pub fn running(epoch: u64) -> Option<FlushStatusView> {
+    Some(FlushStatusView {
+        running_epoch: Some(epoch),
+        pending_task: false,
+        pending_ddls: 0,
+        pending_writes: 0,
+    })
+}
+
 /// The error kind of a reply, or the output.
 pub fn outcome(reply: &Reply) -> Result<Output, ErrorKind> {
     match reply {
@@ -58,6 +93,14 @@ pub struct Scenario {
 impl Scenario {
     pub fn new(buffer_bytes: usize) -> Self {
         Self::with_config(buffer_bytes, WorkerConfig::default())
+    }
+
+    pub fn with_bugs(buffer_bytes: usize, bugs: Bugs) -> Self {
+        let config = WorkerConfig {
+            bugs,
+            ..Default::default()
+        };
+        Self::with_config(buffer_bytes, config)
     }
 
     pub fn with_config(buffer_bytes: usize, config: WorkerConfig) -> Self {
@@ -144,6 +187,73 @@ impl Scenario {
 
     pub fn queued_jobs(&self) -> usize {
         self.engine.ports().jobs.len()
+    }
+
+    /// `count` writes of one batch each to `region_id`, every one
+    /// acknowledged.
+    pub fn write_batches(&mut self, region_id: RegionId, count: usize) {
+        for index in 0..count {
+            let ticket = self.write("write", region_id, batch(index as i64 * 100));
+            self.expect_written(ticket);
+        }
+    }
+
+    /// A periodic tick: stalled-write retry and timeout, periodic flushes,
+    /// stall relief.
+    pub fn tick(&mut self) {
+        self.engine
+            .tick()
+            .expect("local ports complete without waiting");
+    }
+
+    /// From now on flush results wait until [`Self::deliver_held_results`].
+    pub fn hold_results(&self) {
+        let inbox = &self.engine.ports().inbox;
+        inbox.hold_results.store(true, Ordering::Relaxed);
+    }
+
+    /// Delivers the flush results held back by [`Self::hold_results`].
+    pub fn deliver_held_results(&mut self) {
+        self.engine.ports().inbox.release_held();
+        self.engine
+            .drain_inbox()
+            .expect("local ports complete without waiting");
+    }
+
+    /// Every core event so far.
+    pub fn events(&self) -> Vec<CoreEvent> {
+        self.engine.ports().events.events()
+    }
+
+    /// How many core events carry `mark`.
+    pub fn count(&self, mark: &str) -> usize {
+        self.engine.ports().events.count(mark)
+    }
+
+    pub fn flush_status(&self, region_id: RegionId) -> Option<FlushStatusView> {
+        self.view(region_id).flush
+    }
+
+    pub fn manifest(&self, region_id: RegionId) -> RegionManifest {
+        self.engine
+            .ports()
+            .manifests
+            .get(region_id)
+            .unwrap_or_else(|| panic!("{region_id} has a manifest"))
+    }
+
+    /// Rows in the SSTs the manifest of `region_id` lists.
+    pub fn manifest_rows(&self, region_id: RegionId) -> u64 {
+        let manifest = self.manifest(region_id);
+        manifest.files.values().map(|f| f.num_rows).sum()
+    }
+
+    /// Paths of every object under `data/<region>/`.
+    pub fn stored_paths(&self, region_id: RegionId) -> Vec<String> {
+        let prefix = format!("data/{}/", region_id.0);
+        block_on(self.engine.ports().objects.list(&prefix))
+            .expect("local ports never wait")
+            .expect("listing a local directory")
     }
 
     /// The reply of `ticket` as output or error kind; panics if it has none.

@@ -30,7 +30,7 @@ use flush_core::error::panic_message;
 use flush_core::ids::RegionId;
 use flush_core::request::Request;
 use futures::channel::mpsc;
-use madsim::runtime::Runtime;
+use madsim::runtime::{NodeHandle, Runtime};
 
 use crate::actors::{run_ticker, Client, Injector, Requester};
 use crate::check::Check;
@@ -40,7 +40,7 @@ use crate::ledger::Origin;
 use crate::oracle::{
     self, BufferReading, CheckResult, LivenessObservation, Observations, Sampler, SstCache,
 };
-use crate::plan::{stream_rng, FaultClass, Plan, STREAM_CLIENT_BASE};
+use crate::plan::{stream_rng, FaultClass, Plan, Workload, STREAM_CLIENT_BASE};
 use crate::report::{replay_line, Report, WorkloadChoice};
 use crate::world::notifier::WorkerRouter;
 use crate::world::trace::format_hash;
@@ -394,19 +394,7 @@ async fn simulate(
     let regions: Vec<RegionId> = (1..=u64::from(workload.regions.max(1)))
         .map(RegionId)
         .collect();
-    world.trace(
-        "plan",
-        format!(
-            "seed {} workload {} bugs [{}] faults: {}",
-            plan.seed,
-            workload.name,
-            bugs.iter()
-                .map(|bug| bug.name())
-                .collect::<Vec<_>>()
-                .join(","),
-            plan.faults
-        ),
-    );
+    trace_plan(&plan, bugs, &world);
     let rig = build_rig(&plan, bugs, &world);
     // Every task below (and every task those spawn) lives on this node, so
     // the teardown can end them all.
@@ -418,78 +406,23 @@ async fn simulate(
         WORKER_TICK_MS,
         stop_ticker.clone(),
     )));
-
-    world.trace("phase", "setup".to_string());
-    let creates = regions.iter().map(|region_id| {
-        let options = workload.region_options(*region_id);
-        let create = Request::Create {
-            region_id: *region_id,
-            options,
-        };
-        requester.call(Origin::Setup, create)
-    });
-    futures::future::join_all(creates).await;
+    create_regions(&world, &requester, &workload, &regions).await;
 
     world.trace("phase", "safety".to_string());
     let stop = Arc::new(AtomicBool::new(false));
     let clients_running = Arc::new(AtomicUsize::new(0));
-    for index in 0..workload.clients {
-        let client = Client::new(
-            index,
-            world.clone(),
-            requester.clone(),
-            stream_rng(plan.seed, STREAM_CLIENT_BASE + u64::from(index)),
-            workload.clone(),
-            regions.clone(),
-            stop.clone(),
-            clients_running.clone(),
-        );
-        drop(actors.spawn(client.run()));
-    }
-    let injector = || {
-        Injector::new(
-            world.clone(),
-            requester.clone(),
-            regions.clone(),
-            stop.clone(),
-            workload.injector_tick_ms,
-        )
-    };
-    drop(actors.spawn(injector().run_region_faults()));
-    drop(actors.spawn(injector().run_during_flush(during_flush)));
-    let crash_context = CrashContext {
-        world: world.clone(),
-        engines: rig.engines.clone(),
-        router: rig.router.clone(),
-        stores: rig.stores.clone(),
-        requester: requester.clone(),
-        workload: workload.clone(),
+    let cast = Cast {
+        plan: &plan,
         bugs,
-        regions: regions.clone(),
-        ssts: Arc::new(std::sync::Mutex::new(SstCache::default())),
+        world: &world,
+        rig: &rig,
+        requester: &requester,
+        regions: &regions,
+        stop: &stop,
+        clients_running: &clients_running,
     };
-    if let Some(crasher) = CrashActor::new(&plan, crash_context, stop.clone()) {
-        drop(actors.spawn(crasher.run()));
-    }
-
-    let safety_deadline_ms = world.now_ms() + workload.safety_budget_ms;
-    while clients_running.load(Ordering::Relaxed) > 0 && world.now_ms() < safety_deadline_ms {
-        sleep(Duration::from_millis(workload.monitor_tick_ms.max(1))).await;
-        sample(&mut sampler, &world, &rig);
-        let quiet_ms = world
-            .now_ms()
-            .saturating_sub(world.with(|state| state.ledger.last_reply_us()) / 1_000);
-        let pending = world.with(|state| state.ledger.pending_count());
-        if pending > 0 && quiet_ms >= SAFETY_STAGNATION_MS {
-            // Something waits that faults may be masking (an injected drop
-            // would fail a stuck write): judge it with faults off.
-            world.trace(
-                "phase",
-                format!("safety stagnated: no reply for {quiet_ms} ms"),
-            );
-            break;
-        }
-    }
+    cast.spawn_on(&actors, during_flush);
+    run_safety_phase(&world, &rig, &mut sampler, &clients_running, &workload).await;
 
     stop.store(true, Ordering::Relaxed);
     world.set_faults(false);
@@ -504,7 +437,157 @@ async fn simulate(
     .await;
     // A restart begun in the safety phase finishes before the final checks.
     wait_until(&world, FINAL_PATIENCE_MS, || !world.crash_in_progress()).await;
+    reopen_every_region(
+        &world,
+        &rig,
+        &requester,
+        &regions,
+        &clients_running,
+        &stop_ticker,
+    )
+    .await;
+    let quiescent = settle(&world, &rig).await;
+    let observed = observe_end_state(&world, &rig, &workload, regions, liveness, quiescent).await;
+    let sim_ms = world.now_ms();
+    world.trace("phase", format!("done at {sim_ms} ms"));
+    (observed, sim_ms)
+}
 
+/// The run's first trace line: everything that decides it.
+fn trace_plan(plan: &Plan, bugs: Bugs, world: &World) {
+    let bugs: Vec<&str> = bugs.iter().map(|bug| bug.name()).collect();
+    world.trace(
+        "plan",
+        format!(
+            "seed {} workload {} bugs [{}] faults: {}",
+            plan.seed,
+            plan.workload.name,
+            bugs.join(","),
+            plan.faults
+        ),
+    );
+}
+
+/// The setup phase: every region created, concurrently.
+async fn create_regions(
+    world: &World,
+    requester: &Requester,
+    workload: &Workload,
+    regions: &[RegionId],
+) {
+    world.trace("phase", "setup".to_string());
+    let creates = regions.iter().map(|region_id| {
+        let options = workload.region_options(*region_id);
+        let create = Request::Create {
+            region_id: *region_id,
+            options,
+        };
+        requester.call(Origin::Setup, create)
+    });
+    futures::future::join_all(creates).await;
+}
+
+/// Who acts in the safety phase, and what they share.
+struct Cast<'a> {
+    plan: &'a Plan,
+    bugs: Bugs,
+    world: &'a Arc<World>,
+    rig: &'a Rig,
+    requester: &'a Requester,
+    regions: &'a [RegionId],
+    stop: &'a Arc<AtomicBool>,
+    clients_running: &'a Arc<AtomicUsize>,
+}
+
+impl Cast<'_> {
+    /// Spawns the clients, the two fault injectors and (if the plan
+    /// crashes) the crash actor, in this order: the order is part of the
+    /// run's schedule.
+    fn spawn_on(&self, actors: &NodeHandle, during_flush: mpsc::UnboundedReceiver<DuringFlush>) {
+        let workload = &self.plan.workload;
+        let regions = self.regions.to_vec();
+        for index in 0..workload.clients {
+            let client = Client::new(
+                index,
+                self.world.clone(),
+                self.requester.clone(),
+                stream_rng(self.plan.seed, STREAM_CLIENT_BASE + u64::from(index)),
+                workload.clone(),
+                regions.clone(),
+                self.stop.clone(),
+                self.clients_running.clone(),
+            );
+            drop(actors.spawn(client.run()));
+        }
+        let injector = || {
+            Injector::new(
+                self.world.clone(),
+                self.requester.clone(),
+                regions.clone(),
+                self.stop.clone(),
+                workload.injector_tick_ms,
+            )
+        };
+        drop(actors.spawn(injector().run_region_faults()));
+        drop(actors.spawn(injector().run_during_flush(during_flush)));
+        let crash_context = CrashContext {
+            world: self.world.clone(),
+            engines: self.rig.engines.clone(),
+            router: self.rig.router.clone(),
+            stores: self.rig.stores.clone(),
+            requester: self.requester.clone(),
+            workload: workload.clone(),
+            bugs: self.bugs,
+            regions: regions.clone(),
+            ssts: Arc::new(std::sync::Mutex::new(SstCache::default())),
+        };
+        if let Some(crasher) = CrashActor::new(self.plan, crash_context, self.stop.clone()) {
+            drop(actors.spawn(crasher.run()));
+        }
+    }
+}
+
+/// Lets the clients run, under faults, until they finish, the safety
+/// budget is spent, or requests wait with no reply for
+/// [`SAFETY_STAGNATION_MS`]; samples the engine every monitor tick.
+async fn run_safety_phase(
+    world: &World,
+    rig: &Rig,
+    sampler: &mut Sampler,
+    clients_running: &AtomicUsize,
+    workload: &Workload,
+) {
+    let safety_deadline_ms = world.now_ms() + workload.safety_budget_ms;
+    while clients_running.load(Ordering::Relaxed) > 0 && world.now_ms() < safety_deadline_ms {
+        sleep(Duration::from_millis(workload.monitor_tick_ms.max(1))).await;
+        sample(sampler, world, rig);
+        let quiet_ms = world
+            .now_ms()
+            .saturating_sub(world.with(|state| state.ledger.last_reply_us()) / 1_000);
+        let pending = world.with(|state| state.ledger.pending_count());
+        if pending > 0 && quiet_ms >= SAFETY_STAGNATION_MS {
+            // Something waits that faults may be masking (an injected drop
+            // would fail a stuck write): judge it with faults off.
+            world.trace(
+                "phase",
+                format!("safety stagnated: no reply for {quiet_ms} ms"),
+            );
+            break;
+        }
+    }
+}
+
+/// The final phase's start: ticks stop, every region is opened again (a
+/// closed or crashed one replays its WAL), and every worker gets one last
+/// tick.
+async fn reopen_every_region(
+    world: &World,
+    rig: &Rig,
+    requester: &Requester,
+    regions: &[RegionId],
+    clients_running: &AtomicUsize,
+    stop_ticker: &AtomicBool,
+) {
     let pending = world.with(|state| state.ledger.pending_count());
     world.trace(
         "phase",
@@ -533,7 +616,18 @@ async fn simulate(
     // flush, and that worker hears of it on its next request or tick.
     rig.router
         .send_to_all(|| flush_core::request::WorkerRequest::Tick);
-    let quiescent = settle(&world, &rig).await;
+}
+
+/// Reads everything the end-state checks judge (views, buffers, metrics,
+/// stores), then stops the engine and reads the buffer once more.
+async fn observe_end_state(
+    world: &World,
+    rig: &Rig,
+    workload: &Workload,
+    regions: Vec<RegionId>,
+    liveness: LivenessObservation,
+    quiescent: bool,
+) -> Observations {
     let current = rig.current();
     let inspected = current
         .engine
@@ -561,19 +655,8 @@ async fn simulate(
     let manifest_history = rig.stores.manifests.history();
     let objects = rig.stores.objects.snapshot();
     let wal = rig.stores.wal.durable_logs(&regions);
-
-    let shutdown_step = world.trace("phase", "shutdown".to_string());
-    let stopped = current
-        .engine
-        .stop(Duration::from_millis(INSPECT_PATIENCE_MS))
-        .await;
-    let buffer = current.buffer.clone();
-    let jobs_done = wait_until(&world, FINAL_PATIENCE_MS, || buffer.flushes_running() == 0).await;
-    let buffer_after_teardown = (stopped && jobs_done).then(|| BufferReading::of(&buffer));
-    rig.engines.bury();
-    let sim_ms = world.now_ms();
-    world.trace("phase", format!("done at {sim_ms} ms"));
-    let observed = Observations {
+    let (shutdown_step, buffer_after_teardown) = shut_down(world, rig, &current).await;
+    Observations {
         unlogged: workload.unlogged_regions(&regions),
         regions,
         liveness: LivenessObservation {
@@ -592,8 +675,27 @@ async fn simulate(
         alive_buffers,
         buffer_after_teardown,
         shutdown_step,
-    };
-    (observed, sim_ms)
+    }
+}
+
+/// Stops the current engine and waits for its jobs; the buffer as the
+/// teardown leaves it (`None` if the stop or the jobs did not end), and
+/// the trace step where the shutdown began.
+async fn shut_down(
+    world: &World,
+    rig: &Rig,
+    current: &EngineGeneration,
+) -> (u64, Option<BufferReading>) {
+    let shutdown_step = world.trace("phase", "shutdown".to_string());
+    let stopped = current
+        .engine
+        .stop(Duration::from_millis(INSPECT_PATIENCE_MS))
+        .await;
+    let buffer = current.buffer.clone();
+    let jobs_done = wait_until(world, FINAL_PATIENCE_MS, || buffer.flushes_running() == 0).await;
+    let buffer_after_teardown = (stopped && jobs_done).then(|| BufferReading::of(&buffer));
+    rig.engines.bury();
+    (shutdown_step, buffer_after_teardown)
 }
 
 /// Samples the running engine's invariants: the workers that are between

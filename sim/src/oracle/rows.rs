@@ -188,6 +188,10 @@ pub(super) fn no_lost_rows(
     (check, checked)
 }
 
+/// A write in the ledger and what is expected of its rows, keyed by its
+/// first row id.
+type ExpectedWrite<'a> = (u64, &'a LedgerEntry, Expect);
+
 /// Judges the rows `found` against every write in the ledger: no phantom,
 /// none twice, none in the wrong region or with the wrong values or
 /// sequence, none that should be gone; and every row of a write to a region
@@ -199,6 +203,45 @@ pub(super) fn row_problems(
     unlogged: &Unlogged<'_>,
     in_scope: impl Fn(RegionId) -> bool,
 ) -> (Vec<String>, u64) {
+    let writes = expected_writes(entries, unlogged);
+    let mut problems = Vec::new();
+    let by_row = rows_by_id(found, &mut problems);
+    // (region, sequence, row id) of every row found, for duplicates.
+    let mut sequences: Vec<(RegionId, u64, u64)> = Vec::with_capacity(by_row.len());
+    // Row ids ascend, so the write holding each (the last one starting at
+    // or before it) only moves forward.
+    let mut writes_started = 0;
+    for group in by_row.chunk_by(|a, b| a.0 == b.0) {
+        let row_id = group[0].0;
+        while writes
+            .get(writes_started)
+            .is_some_and(|(first_row_id, _, _)| *first_row_id <= row_id)
+        {
+            writes_started += 1;
+        }
+        let places: Vec<&Found<'_>> = group.iter().map(|(_, index)| &found[*index]).collect();
+        let write = writes_started.checked_sub(1).map(|i| &writes[i]);
+        if judge_row(row_id, &places, write, &mut problems) {
+            sequences.extend(places.iter().map(|f| (f.region_id, f.row.sequence, row_id)));
+        }
+    }
+    duplicate_sequences(sequences, &mut problems);
+    let found_row_ids: Vec<u64> = by_row
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|group| group[0].0)
+        .collect();
+    let checked = missing_rows(&writes, &found_row_ids, in_scope, &mut problems);
+    (problems, checked)
+}
+
+/// Every write of the ledger with what is expected of its rows (present,
+/// absent because a truncate or drop erased them, or either), sorted by
+/// first row id. Sorted vectors, not maps: a standard run judges ~100,000
+/// rows here.
+fn expected_writes<'a>(
+    entries: &[&'a LedgerEntry],
+    unlogged: &Unlogged<'_>,
+) -> Vec<ExpectedWrite<'a>> {
     let mut erasers: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
     for entry in entries
         .iter()
@@ -206,9 +249,7 @@ pub(super) fn row_problems(
     {
         erasers.entry(entry.region_id).or_default().push(entry);
     }
-    // Writes by their first row id, and what is expected of each. Sorted
-    // vectors, not maps: a standard run judges ~100,000 rows here.
-    let mut writes: Vec<(u64, &LedgerEntry, Expect)> = entries
+    let mut writes: Vec<ExpectedWrite<'a>> = entries
         .iter()
         .filter_map(|entry| {
             let rows = entry.write.as_ref()?;
@@ -224,9 +265,14 @@ pub(super) fn row_problems(
         })
         .collect();
     writes.sort_by_key(|(first_row_id, _, _)| *first_row_id);
-    // Rows found, as (row id, index in `found`), by row id then place order.
+    writes
+}
+
+/// Rows found, as (row id, index in `found`), by row id then place order.
+/// A value that is no row id (clients write row ids ≥ 1 as values) is a
+/// phantom.
+fn rows_by_id(found: &[Found<'_>], problems: &mut Vec<String>) -> Vec<(u64, usize)> {
     let mut by_row: Vec<(u64, usize)> = Vec::with_capacity(found.len());
-    let mut problems = Vec::new();
     for (index, item) in found.iter().enumerate() {
         let value = item.row.value;
         if value.fract() != 0.0 || value < 1.0 {
@@ -239,96 +285,100 @@ pub(super) fn row_problems(
         by_row.push((value as u64, index));
     }
     by_row.sort_unstable();
-    // (region, sequence, row id) of every row found, for duplicates.
-    let mut sequences: Vec<(RegionId, u64, u64)> = Vec::with_capacity(by_row.len());
-    // Row ids ascend, so the write holding each (the last one starting at
-    // or before it) only moves forward.
-    let mut writes_started = 0;
-    for group in by_row.chunk_by(|a, b| a.0 == b.0) {
-        let row_id = group[0].0;
-        let places = || group.iter().map(|(_, index)| &found[*index]);
-        let item = &found[group[0].1];
-        while writes
-            .get(writes_started)
-            .is_some_and(|(first_row_id, _, _)| *first_row_id <= row_id)
-        {
-            writes_started += 1;
-        }
-        let Some((_, write, expect)) = writes_started.checked_sub(1).map(|i| &writes[i]) else {
-            problems.push(format!(
-                "row {row_id} in {}: expected only rows the clients wrote, saw a phantom",
-                item.place
-            ));
-            continue;
-        };
-        let Some(rows) = &write.write else { continue };
-        let index = (row_id - rows.first_row_id) as usize;
-        let Some(written) = rows.rows.get(index) else {
-            problems.push(format!(
-                "row {row_id} in {}: expected only rows the clients wrote, saw a phantom",
-                item.place
-            ));
-            continue;
-        };
-        if group.len() > 1 {
-            let where_: Vec<&str> = places().map(|f| &*f.place).collect();
-            problems.push(format!(
-                "row {row_id} of {}: expected once, saw {} times (in {})",
-                write.describe(),
-                group.len(),
-                where_.join(", ")
-            ));
-        }
-        if let Expect::Absent(reason) = expect {
-            problems.push(format!(
-                "row {row_id} of {}: expected gone because {reason}, saw it in {}",
-                write.describe(),
-                item.place
-            ));
-        }
-        if item.region_id != write.region_id {
-            problems.push(format!(
-                "row {row_id} of {}: expected in {}, saw it in {} ({})",
-                write.describe(),
-                write.region_id,
-                item.region_id,
-                item.place
-            ));
-        }
-        if item.row.series != written.series || item.row.ts != written.ts {
-            problems.push(format!(
-                "row {row_id} of {}: expected series {} ts {}, saw series {} ts {} in {}",
-                write.describe(),
-                written.series,
-                written.ts,
-                item.row.series,
-                item.row.ts,
-                item.place
-            ));
-        }
-        if !same_fields(&item.row.fields, &written.fields) {
-            problems.push(format!(
-                "row {row_id} of {}: expected added fields [{}], saw [{}] in {} (a field the \
-                 row did not set reads null)",
-                write.describe(),
-                describe_fields(&written.fields),
-                describe_fields(&item.row.fields),
-                item.place
-            ));
-        }
-        if let Outcome::Ok(Output::Written { first_sequence, .. }) = write.outcome {
-            let expected = first_sequence + index as u64;
-            if item.row.sequence != expected {
-                problems.push(format!(
-                    "row {row_id} of {}: expected sequence {expected}, saw {} in {}",
-                    write.describe(),
-                    item.row.sequence,
-                    item.place
-                ));
-            }
-        }
-        sequences.extend(places().map(|place| (place.region_id, place.row.sequence, row_id)));
+    by_row
+}
+
+/// Judges row `row_id`, found in `places`, against `write`, the write
+/// whose rows start at or before it. False when it is a phantom (no write
+/// holds it), so its sequence is not worth comparing.
+fn judge_row(
+    row_id: u64,
+    places: &[&Found<'_>],
+    write: Option<&ExpectedWrite<'_>>,
+    problems: &mut Vec<String>,
+) -> bool {
+    let item = places[0];
+    let phantom = || {
+        format!(
+            "row {row_id} in {}: expected only rows the clients wrote, saw a phantom",
+            item.place
+        )
+    };
+    let Some((_, write, expect)) = write else {
+        problems.push(phantom());
+        return false;
+    };
+    let Some(rows) = &write.write else {
+        return false;
+    };
+    let index = (row_id - rows.first_row_id) as usize;
+    let Some(written) = rows.rows.get(index) else {
+        problems.push(phantom());
+        return false;
+    };
+    let what = || format!("row {row_id} of {}", write.describe());
+    if places.len() > 1 {
+        let where_: Vec<&str> = places.iter().map(|f| &*f.place).collect();
+        problems.push(format!(
+            "{}: expected once, saw {} times (in {})",
+            what(),
+            places.len(),
+            where_.join(", ")
+        ));
     }
+    if let Expect::Absent(reason) = expect {
+        problems.push(format!(
+            "{}: expected gone because {reason}, saw it in {}",
+            what(),
+            item.place
+        ));
+    }
+    if item.region_id != write.region_id {
+        problems.push(format!(
+            "{}: expected in {}, saw it in {} ({})",
+            what(),
+            write.region_id,
+            item.region_id,
+            item.place
+        ));
+    }
+    if item.row.series != written.series || item.row.ts != written.ts {
+        problems.push(format!(
+            "{}: expected series {} ts {}, saw series {} ts {} in {}",
+            what(),
+            written.series,
+            written.ts,
+            item.row.series,
+            item.row.ts,
+            item.place
+        ));
+    }
+    if !same_fields(&item.row.fields, &written.fields) {
+        problems.push(format!(
+            "{}: expected added fields [{}], saw [{}] in {} (a field the row did not set \
+             reads null)",
+            what(),
+            describe_fields(&written.fields),
+            describe_fields(&item.row.fields),
+            item.place
+        ));
+    }
+    if let Outcome::Ok(Output::Written { first_sequence, .. }) = write.outcome {
+        let expected = first_sequence + index as u64;
+        if item.row.sequence != expected {
+            problems.push(format!(
+                "{}: expected sequence {expected}, saw {} in {}",
+                what(),
+                item.row.sequence,
+                item.place
+            ));
+        }
+    }
+    true
+}
+
+/// Two different rows under one (region, sequence).
+fn duplicate_sequences(mut sequences: Vec<(RegionId, u64, u64)>, problems: &mut Vec<String>) {
     sequences.sort_unstable();
     for pair in sequences.windows(2) {
         let ((region_id, sequence, other), (next_region_id, next_sequence, row_id)) =
@@ -339,15 +389,20 @@ pub(super) fn row_problems(
             ));
         }
     }
-    let found_row_ids: Vec<u64> = by_row
-        .chunk_by(|a, b| a.0 == b.0)
-        .map(|group| group[0].0)
-        .collect();
+}
+
+/// Every row of a write to a region `in_scope` that must be present and
+/// was not found. Writes and their rows ascend by row id, and so do the ids
+/// found: one walk over both. Returns how many written rows were judged.
+fn missing_rows(
+    writes: &[ExpectedWrite<'_>],
+    found_row_ids: &[u64],
+    in_scope: impl Fn(RegionId) -> bool,
+    problems: &mut Vec<String>,
+) -> u64 {
     let mut checked = 0u64;
-    // Writes and their rows ascend by row id, and so do the ids found: one
-    // walk over both.
     let mut found_before = 0;
-    for (_, write, expect) in &writes {
+    for (_, write, expect) in writes {
         let Some(rows) = &write.write else { continue };
         if !in_scope(write.region_id) {
             continue;
@@ -374,5 +429,5 @@ pub(super) fn row_problems(
             }
         }
     }
-    (problems, checked)
+    checked
 }

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::draw;
 use crate::ledger::{Origin, Outcome};
+use crate::oracle::Checks;
 use crate::plan::{FaultClass, Workload};
 use crate::world::crash::CrashSignal;
 use crate::world::notifier::WorkerRouter;
@@ -31,11 +32,17 @@ use crate::world::{sleep, DuringFlush, World};
 pub struct Requester {
     world: Arc<World>,
     router: Arc<WorkerRouter>,
+    /// Every request and reply goes into the checks' ledger.
+    checks: Arc<Checks>,
 }
 
 impl Requester {
-    pub fn new(world: Arc<World>, router: Arc<WorkerRouter>) -> Self {
-        Requester { world, router }
+    pub fn new(world: Arc<World>, router: Arc<WorkerRouter>, checks: Arc<Checks>) -> Self {
+        Requester {
+            world,
+            router,
+            checks,
+        }
     }
 
     /// Sends `request` and waits for its reply.
@@ -57,7 +64,10 @@ impl Requester {
         let now_us = self.world.now_us();
         let (id, request, generation, crashed) = self.world.with(|state| {
             let (generation, crashed) = state.crash.watch();
-            let first_row_id = state.ledger.peek_next_row_id();
+            // Locked inside the world's lock, as everywhere: world, then
+            // ledger.
+            let mut ledger = self.checks.ledger();
+            let first_row_id = ledger.peek_next_row_id();
             let rows: Vec<RowValue> = rows
                 .into_iter()
                 .enumerate()
@@ -73,9 +83,7 @@ impl Requester {
                 .collect();
             let request = Request::Write { region_id, rows };
             let step = state.trace.next_step();
-            let id = state
-                .ledger
-                .issue(origin, &request, step, now_us, generation);
+            let id = ledger.issue(origin, &request, step, now_us, generation);
             state
                 .trace
                 .record(now_us, "request", describe_request(id, origin, &request));
@@ -95,8 +103,9 @@ impl Requester {
         let (id, generation, crashed) = self.world.with(|state| {
             let (generation, crashed) = state.crash.watch();
             let step = state.trace.next_step();
-            let id = state
-                .ledger
+            let id = self
+                .checks
+                .ledger()
                 .issue(origin, &request, step, now_us, generation);
             state
                 .trace
@@ -154,11 +163,12 @@ impl Requester {
         let now_us = self.world.now_us();
         self.world.with(|state| {
             let step = state.trace.next_step();
-            state.ledger.reply(id, reply.as_ref(), step, now_us);
-            let outcome = state
-                .ledger
+            let mut ledger = self.checks.ledger();
+            ledger.reply(id, reply.as_ref(), step, now_us);
+            let outcome = ledger
                 .get(id)
                 .map_or(Outcome::Pending, |entry| entry.outcome.clone());
+            drop(ledger);
             state
                 .trace
                 .record(now_us, "reply", format!("{} {}", id.0, outcome.describe()));
@@ -186,7 +196,7 @@ impl Requester {
             let (crash_step, crash_us) = crash.map_or((state.trace.next_step(), now_us), |crash| {
                 (crash.step, crash.t_us)
             });
-            state.ledger.interrupt(id, crash_step, crash_us);
+            self.checks.ledger().interrupt(id, crash_step, crash_us);
             state
                 .trace
                 .record(now_us, "reply", format!("{} interrupted by a crash", id.0));

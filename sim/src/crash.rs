@@ -34,7 +34,7 @@ use crate::actors::Requester;
 use crate::check::Check;
 use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::{LedgerEntry, Origin, Outcome};
-use crate::oracle::{self, RecoveredRegion, SstCache};
+use crate::oracle::{self, Checks, RecoveredRegion, SstCache};
 use crate::plan::{stream_rng, FaultClass, Plan, Workload, STREAM_CRASH};
 use crate::world::crash::{CrashWindow, RecoveryRecord};
 use crate::world::fs::CrashLoss;
@@ -59,6 +59,9 @@ const RESTART_PATIENCE_MS: u64 = 5_000;
 #[derive(Clone)]
 pub struct CrashContext {
     pub world: Arc<World>,
+    /// The run's checks: the ledger the recovery judge reads, where it
+    /// reports.
+    pub checks: Arc<Checks>,
     pub engines: Arc<Engines>,
     pub router: Arc<WorkerRouter>,
     pub stores: Stores,
@@ -203,7 +206,7 @@ pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
     let live = live_regions(context);
     let reopened = reopen(context, &live).await;
     let settled = wait_until(world, RESTART_PATIENCE_MS, || {
-        world.with(|state| state.ledger.pending_before(generation)) == 0
+        context.checks.ledger().pending_before(generation) == 0
     })
     .await;
     let mut record = RecoveryRecord {
@@ -244,17 +247,16 @@ async fn stop_gracefully(context: &CrashContext, dead: &EngineGeneration) {
     // Answers travel back to the clients with a delay: wait for them.
     let generation = world.with(|state| state.crash.generation());
     wait_until(world, RESTART_PATIENCE_MS, || {
-        world.with(|state| state.ledger.pending_before(generation + 1)) == 0
+        context.checks.ledger().pending_before(generation + 1) == 0
     })
     .await;
-    let unanswered: Vec<String> = world.with(|state| {
-        state
-            .ledger
-            .pending()
-            .filter(|entry| entry.generation <= generation)
-            .map(LedgerEntry::describe)
-            .collect()
-    });
+    let unanswered: Vec<String> = context
+        .checks
+        .ledger()
+        .pending()
+        .filter(|entry| entry.generation <= generation)
+        .map(LedgerEntry::describe)
+        .collect();
     let ended = world.trace(
         "crash",
         format!(
@@ -264,7 +266,8 @@ async fn stop_gracefully(context: &CrashContext, dead: &EngineGeneration) {
     );
     world.with(|state| state.crash.stop_windows.push((began, ended)));
     if !stopped || !unanswered.is_empty() {
-        world.violation(
+        context.checks.violation(
+            world,
             Check::ExactlyOnceReply,
             format!(
                 "graceful stop: expected the workers to stop and every request to the engine \
@@ -377,10 +380,7 @@ async fn check_recovery(
                 if !reopened.contains(region_id) {
                     continue;
                 }
-                let flush_unsettled = world.with(|state| {
-                    state.flushes_unapplied.contains_key(region_id)
-                        || state.commits_in_doubt.contains(region_id)
-                });
+                let flush_unsettled = context.checks.flushes().overlaps(*region_id);
                 if flush_unsettled {
                     skipped += 1;
                     continue;
@@ -414,10 +414,11 @@ async fn check_recovery(
         oracle::decode_recovered(&recovered, &mut cache)
     };
     let unlogged = context.workload.unlogged_regions(&context.regions);
-    let (problems, stats) = world.with(|state| {
-        let entries: Vec<&LedgerEntry> = state.ledger.entries().collect();
+    let (problems, stats) = {
+        let ledger = context.checks.ledger();
+        let entries: Vec<&LedgerEntry> = ledger.entries().collect();
         oracle::recovery_problems(&recovered, &decoded, &entries, &unlogged)
-    });
+    };
     *record = RecoveryRecord {
         regions_reopened: reopened.len() as u64,
         regions_skipped: skipped,
@@ -427,7 +428,8 @@ async fn check_recovery(
     };
     if !problems.is_empty() {
         let crash = world.with(|state| state.crash.records.len());
-        world.violation(
+        context.checks.violation(
+            world,
             Check::Recovery,
             format!(
                 "after crash {crash} ({}): {}",

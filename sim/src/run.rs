@@ -38,7 +38,7 @@ use crate::crash::{CrashActor, CrashContext};
 use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::Origin;
 use crate::oracle::{
-    self, BufferReading, CheckResult, LivenessObservation, Observations, Sampler, SstCache,
+    self, BufferReading, CheckResult, Checks, LivenessObservation, Observations, Sampler, SstCache,
 };
 use crate::plan::{stream_rng, FaultClass, Plan, Workload, STREAM_CLIENT_BASE};
 use crate::report::{replay_line, Report, WorkloadChoice};
@@ -206,8 +206,12 @@ fn failed_to_run(
 fn run_on_this_thread(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
     let runtime = Runtime::with_seed_and_config(plan.seed, madsim::Config::default());
     let (during_flush_tx, during_flush_rx) = mpsc::unbounded();
-    let world =
-        Arc::new(runtime.block_on(async { World::new(plan, options.keep_trace, during_flush_tx) }));
+    // The run owns its checks; the world only calls their hooks.
+    let checks = Arc::new(Checks::default());
+    let hooks = checks.clone();
+    let world = Arc::new(
+        runtime.block_on(async { World::new(plan, options.keep_trace, during_flush_tx, hooks) }),
+    );
     // The core's metrics go to this run's recorder: thread-local, so runs
     // on other threads never mix with it.
     let recorder = world.metrics.recorder();
@@ -217,8 +221,9 @@ fn run_on_this_thread(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
                 plan.clone(),
                 bugs,
                 world.clone(),
+                checks.clone(),
                 during_flush_rx,
-                Sampler::new(!options.skip_sampling),
+                Sampler::new(!options.skip_sampling, checks.clone()),
             ))
         })
     }));
@@ -226,7 +231,7 @@ fn run_on_this_thread(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
         Ok(observed) => (Some(observed), None),
         Err(panic) => (None, Some(panic_message(panic.as_ref()))),
     };
-    let mut report = build_report(plan, bugs, options, &world, observed, panic);
+    let mut report = build_report(plan, bugs, options, &world, &checks, observed, panic);
     if let Err(problem) = tear_down(runtime, world) {
         report.passed = false;
         report.checks.push(CheckResult::fail(
@@ -291,13 +296,14 @@ fn build_report(
     bugs: Bugs,
     options: RunOptions,
     world: &World,
+    run_checks: &Checks,
     observed: Option<(Observations, u64)>,
     panic: Option<String>,
 ) -> Report {
     world.with(|state| {
         let (mut checks, stats, sim_ms) = match &observed {
             Some((observed, sim_ms)) => {
-                let (checks, stats) = oracle::check_run(observed, state);
+                let (checks, stats) = oracle::check_run(observed, run_checks, state);
                 (checks, stats, *sim_ms)
             }
             None => (Vec::new(), oracle::OracleStats::default(), 0),
@@ -336,7 +342,7 @@ fn build_report(
             checks,
             trace_hash: format_hash(state.trace.hash()),
             events: state.trace.events(),
-            requests: state.ledger.counts(),
+            requests: run_checks.ledger().counts(),
             faults,
             flushes: marks.get("flush_committed").copied().unwrap_or(0),
             marks,
@@ -360,6 +366,8 @@ struct Rig {
     engines: Arc<Engines>,
     router: Arc<WorkerRouter>,
     stores: Stores,
+    /// The run's checks (also the world's hooks).
+    checks: Arc<Checks>,
 }
 
 impl Rig {
@@ -368,7 +376,7 @@ impl Rig {
     }
 }
 
-fn build_rig(plan: &Plan, bugs: Bugs, world: &Arc<World>) -> Rig {
+fn build_rig(plan: &Plan, bugs: Bugs, world: &Arc<World>, checks: Arc<Checks>) -> Rig {
     let workload = &plan.workload;
     let stores = Stores::new(world, bugs);
     let router = Arc::new(WorkerRouter::new(
@@ -380,6 +388,7 @@ fn build_rig(plan: &Plan, bugs: Bugs, world: &Arc<World>) -> Rig {
         engines: Arc::new(Engines::new(first)),
         router,
         stores,
+        checks,
     }
 }
 
@@ -387,6 +396,7 @@ async fn simulate(
     plan: Plan,
     bugs: Bugs,
     world: Arc<World>,
+    checks: Arc<Checks>,
     during_flush: mpsc::UnboundedReceiver<DuringFlush>,
     mut sampler: Sampler,
 ) -> (Observations, u64) {
@@ -395,11 +405,11 @@ async fn simulate(
         .map(RegionId)
         .collect();
     trace_plan(&plan, bugs, &world);
-    let rig = build_rig(&plan, bugs, &world);
+    let rig = build_rig(&plan, bugs, &world, checks);
     // Every task below (and every task those spawn) lives on this node, so
     // the teardown can end them all.
     let actors = world.create_node("actors");
-    let requester = Requester::new(world.clone(), rig.router.clone());
+    let requester = Requester::new(world.clone(), rig.router.clone(), rig.checks.clone());
     let stop_ticker = Arc::new(AtomicBool::new(false));
     drop(actors.spawn(run_ticker(
         rig.router.clone(),
@@ -532,6 +542,7 @@ impl Cast<'_> {
         drop(actors.spawn(injector().run_during_flush(during_flush)));
         let crash_context = CrashContext {
             world: self.world.clone(),
+            checks: self.rig.checks.clone(),
             engines: self.rig.engines.clone(),
             router: self.rig.router.clone(),
             stores: self.rig.stores.clone(),
@@ -563,8 +574,8 @@ async fn run_safety_phase(
         sample(sampler, world, rig);
         let quiet_ms = world
             .now_ms()
-            .saturating_sub(world.with(|state| state.ledger.last_reply_us()) / 1_000);
-        let pending = world.with(|state| state.ledger.pending_count());
+            .saturating_sub(rig.checks.ledger().last_reply_us() / 1_000);
+        let pending = rig.checks.ledger().pending_count();
         if pending > 0 && quiet_ms >= SAFETY_STAGNATION_MS {
             // Something waits that faults may be masking (an injected drop
             // would fail a stuck write): judge it with faults off.
@@ -588,7 +599,7 @@ async fn reopen_every_region(
     clients_running: &AtomicUsize,
     stop_ticker: &AtomicBool,
 ) {
-    let pending = world.with(|state| state.ledger.pending_count());
+    let pending = rig.checks.ledger().pending_count();
     world.trace(
         "phase",
         format!(
@@ -643,7 +654,7 @@ async fn observe_end_state(
         .collect();
     let quiescent = quiescent
         && buffer_at_views.flushes_running == 0
-        && world.with(|state| state.ledger.pending_count()) == 0;
+        && rig.checks.ledger().pending_count() == 0;
     let stalled_writes = inspected
         .as_ref()
         .map(|(views, _)| views.iter().map(|view| view.stalled_writes).sum());
@@ -729,7 +740,7 @@ async fn wait_for_liveness(
 ) -> LivenessObservation {
     let deadline_ms = world.now_ms() + budget_ms;
     loop {
-        let pending = world.with(|state| state.ledger.pending_count());
+        let pending = rig.checks.ledger().pending_count();
         let running = clients_running.load(Ordering::Relaxed);
         if (pending == 0 && running == 0) || world.now_ms() >= deadline_ms {
             break;
@@ -737,19 +748,18 @@ async fn wait_for_liveness(
         sleep(Duration::from_millis(POLL_MS)).await;
         sample(sampler, world, rig);
     }
-    let pending = world.with(|state| {
-        state
-            .ledger
-            .pending()
-            .map(|entry| {
-                format!(
-                    "{} issued at {} ms",
-                    entry.describe(),
-                    entry.issued_us / 1_000
-                )
-            })
-            .collect()
-    });
+    let pending = rig
+        .checks
+        .ledger()
+        .pending()
+        .map(|entry| {
+            format!(
+                "{} issued at {} ms",
+                entry.describe(),
+                entry.issued_us / 1_000
+            )
+        })
+        .collect();
     LivenessObservation {
         budget_ms,
         pending,
@@ -761,10 +771,8 @@ async fn wait_for_liveness(
 /// Waits until no request is pending and no flush job runs, twice in a row
 /// a poll apart (a finished job's notification must reach its worker too).
 async fn settle(world: &World, rig: &Rig) -> bool {
-    let idle = || {
-        world.with(|state| state.ledger.pending_count()) == 0
-            && rig.current().buffer.flushes_running() == 0
-    };
+    let idle =
+        || rig.checks.ledger().pending_count() == 0 && rig.current().buffer.flushes_running() == 0;
     let deadline_ms = world.now_ms() + FINAL_PATIENCE_MS;
     let mut idle_polls = 0;
     while world.now_ms() < deadline_ms {

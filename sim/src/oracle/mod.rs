@@ -1,14 +1,18 @@
 //! The oracles: named checks of DESIGN §4, each with one job and a message
 //! saying what was expected and what was seen.
 //!
-//! Some checks look at the run while it goes ([`Sampler`], the manifest
-//! store, the event sink: they record violations in the world); all of them
-//! look at the end state ([`Observations`]) and the ledger. Rows are read
-//! back from the Parquet SSTs with the core's own reader.
+//! The run owns one [`Checks`] value: the client ledger, the violations
+//! seen while the run goes, and their bookkeeping. The world calls its
+//! hooks as things happen (core events, manifest changes, commits in doubt,
+//! engines gone); the [`Sampler`] and the crash judge report through it.
+//! At the end every check looks at the end state ([`Observations`]) and
+//! the ledger. Rows are read back from the Parquet SSTs with the core's own
+//! reader.
 //!
 //! One file per check, named after it ([`Check`] names them all);
 //! `replies` holds the two reply checks, `rows` the row judge that
-//! `no_lost_rows` and `recovery` share, `sampler` the in-run sampling.
+//! `no_lost_rows` and `recovery` share, `sampler` the in-run sampling,
+//! `checks` the value the run owns.
 //! This file holds what they share: the observations, the results, and
 //! [`check_run`], which runs them in report order.
 
@@ -32,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::check::Check;
 
 mod buffer_accounting;
+mod checks;
 mod idle_memory;
 mod liveness;
 mod manifest_consistency;
@@ -47,6 +52,7 @@ mod version_matches_manifest;
 mod writability;
 
 use buffer_accounting::buffer_accounting;
+pub use checks::{Checks, FlushBook, Violations};
 use idle_memory::idle_memory;
 use liveness::liveness;
 pub use manifest_consistency::Decoded;
@@ -71,7 +77,7 @@ use crate::world::manifests::{ManifestRecord, ManifestSlot};
 use crate::world::metrics::MetricsReading;
 use crate::world::objects::region_of_path;
 use crate::world::wal::DurableLogs;
-use crate::world::{FaultLog, Violations, World, WorldState};
+use crate::world::{FaultLog, World, WorldState};
 
 /// Problems listed in full in one message.
 pub(super) const PROBLEMS_SHOWN: usize = 3;
@@ -218,14 +224,19 @@ pub struct OracleStats {
 }
 
 /// Runs every per-run check.
-pub fn check_run(observed: &Observations, state: &WorldState) -> (Vec<CheckResult>, OracleStats) {
-    let ledger_entries: Vec<&LedgerEntry> = state.ledger.entries().collect();
+pub fn check_run(
+    observed: &Observations,
+    checks: &Checks,
+    state: &WorldState,
+) -> (Vec<CheckResult>, OracleStats) {
+    let ledger = checks.ledger();
+    let ledger_entries: Vec<&LedgerEntry> = ledger.entries().collect();
     let decoded = decode_listed_ssts(observed);
     let mut stats = OracleStats {
         ssts_read: decoded.len() as u64,
         ..OracleStats::default()
     };
-    let violations = &state.violations;
+    let violations = &*checks.violations();
     let (manifest_check, orphans) = manifest_consistency(observed, &decoded, violations);
     stats.orphans = orphans;
     let (rows_check, rows_checked) = no_lost_rows(observed, &decoded, &ledger_entries, violations);

@@ -1,21 +1,25 @@
 //! Invariants sampled between requests while the run goes: each worker's
 //! flush statuses, stalled writes, the buffer's counters.
 
+use std::sync::Arc;
+
 use super::*;
 
 /// Invariants sampled between requests while the run goes.
-#[derive(Debug)]
 pub struct Sampler {
     /// Off: the run samples nothing (its trace must not change).
     enabled: bool,
+    /// Where it reports what it finds.
+    checks: Arc<Checks>,
     /// Last flush marks seen per (region, incarnation).
     marks: BTreeMap<(RegionId, u64), (u64, u64)>,
 }
 
 impl Sampler {
-    pub fn new(enabled: bool) -> Self {
+    pub fn new(enabled: bool, checks: Arc<Checks>) -> Self {
         Sampler {
             enabled,
+            checks,
             marks: BTreeMap::new(),
         }
     }
@@ -35,7 +39,7 @@ impl Sampler {
         {
             for (region_id, status) in statuses(view) {
                 if let Some(problem) = status_problem(region_id, &status) {
-                    world.violation(Check::SchedulerState, problem);
+                    self.checks.violation(world, Check::SchedulerState, problem);
                 }
             }
             for (region_id, region) in &view.regions {
@@ -43,7 +47,7 @@ impl Sampler {
                 let now = (region.flushed_entry_id, region.flushed_sequence);
                 if let Some(before) = self.marks.insert(key, now) {
                     if now.0 < before.0 || now.1 < before.1 {
-                        world.violation(
+                        self.checks.violation(world,
                             Check::MonotonicFlushMarks,
                             format!(
                                 "{region_id} in worker {}: expected flushed entry/sequence >= {}/{}, saw {}/{}",
@@ -53,7 +57,8 @@ impl Sampler {
                     }
                 }
                 if region.flushed_entry_id > region.last_entry_id {
-                    world.violation(
+                    self.checks.violation(
+                        world,
                         Check::MonotonicFlushMarks,
                         format!(
                             "{region_id}: expected flushed entry id <= last entry id {}, saw {}",
@@ -76,7 +81,7 @@ impl Sampler {
         buffer: &WriteBufferManager,
     ) {
         if view.stalled_writes > 0 && !memory_freed_queued && !buffer.should_stall() {
-            world.violation(
+            self.checks.violation(world,
                 Check::Liveness,
                 format!(
                     "worker {}: expected stalled writes retried once memory was freed, saw {} still stalled \
@@ -93,7 +98,8 @@ impl Sampler {
     pub fn check_buffer(&self, world: &World, buffer: &WriteBufferManager) {
         let reading = BufferReading::of(buffer);
         if reading.active_bytes > reading.used_bytes {
-            world.violation(
+            self.checks.violation(
+                world,
                 Check::BufferAccounting,
                 format!(
                     "expected active <= used, saw active {} > used {}",

@@ -236,7 +236,7 @@ impl World {
         };
         let step = self.record_fault(class, None, &detail);
         let now = self.now_us();
-        self.with(|state| {
+        let generation = self.with(|state| {
             let crash = &mut state.crash;
             crash.generation += 1;
             let (signal, watch) = oneshot::channel();
@@ -252,11 +252,11 @@ impl World {
             state.trace.mark(window.mark());
             // Flush jobs died with the engine.
             state.flush_jobs_running.clear();
-            state.flushes_unapplied.clear();
-            state.commits_in_doubt.clear();
             state.current_job = None;
             state.crash.generation
-        })
+        });
+        self.hooks().on_engine_gone();
+        generation
     }
 
     /// The restart is complete: the next crash may come.

@@ -1,8 +1,7 @@
 //! The core's event sink: every state transition goes into the trace and
-//! is counted as a mark; flush-job starts and ends are tracked so the
-//! `scheduler_state` oracle can see two jobs of one region overlap, and
-//! committed flushes until their worker applies them, so the `recovery`
-//! check knows when a region's SSTs and memtables may overlap.
+//! is counted as a mark, is handed to the run's hooks (its checks), and
+//! flush-job starts and ends update the world's record of running jobs
+//! (the injector aims its during-flush faults with it).
 //!
 //! Each engine generation has its own sink; a crashed engine's sink is
 //! muted: a dead engine reports nothing.
@@ -16,7 +15,6 @@ use flush_core::ports::EventSink;
 use flush_core::request::FlushReason;
 
 use super::World;
-use crate::check::Check;
 
 /// Sim mark: a flush scheduled by the periodic flush.
 pub const PERIODIC_FLUSH: &str = "periodic_flush";
@@ -48,79 +46,23 @@ impl SimEvents {
         let _ = self.buffer.set(buffer);
     }
 
+    /// Which flush jobs run, by the job being polled when they start and
+    /// end.
     fn track_flush_jobs(&self, event: &CoreEvent) {
         match event {
-            CoreEvent::FlushJobStarted { region_id, epoch } => {
-                let overlapping = self.world.with(|state| {
-                    let job = state.current_job?;
-                    let overlapping = state
-                        .flush_jobs_running
-                        .iter()
-                        .find(|(_, running)| **running == (*region_id, *epoch))
-                        .map(|(other, _)| *other);
+            CoreEvent::FlushJobStarted { region_id, epoch } => self.world.with(|state| {
+                if let Some(job) = state.current_job {
                     state.flush_jobs_running.insert(job, (*region_id, *epoch));
-                    overlapping.map(|other| (job, other))
-                });
-                if let Some((job, other)) = overlapping {
-                    self.world.violation(
-                        Check::SchedulerState,
-                        format!(
-                            "expected at most one flush job of {region_id} in epoch {epoch} at a time, \
-                             saw job {job} start while job {other} runs"
-                        ),
-                    );
                 }
-            }
-            CoreEvent::FlushCommitted { region_id, .. }
-            | CoreEvent::FlushFailed { region_id, .. } => {
-                let committed = matches!(event, CoreEvent::FlushCommitted { .. });
+            }),
+            CoreEvent::FlushCommitted { .. } | CoreEvent::FlushFailed { .. } => {
                 self.world.with(|state| {
                     if let Some(job) = state.current_job {
                         state.flush_jobs_running.remove(&job);
                     }
-                    if committed {
-                        *state.flushes_unapplied.entry(*region_id).or_default() += 1;
-                    }
-                    state.commits_in_doubt.remove(region_id);
                 });
-            }
-            CoreEvent::FlushApplied { region_id } | CoreEvent::StaleFlushIgnored { region_id } => {
-                self.world.with(|state| {
-                    if let Some(count) = state.flushes_unapplied.get_mut(region_id) {
-                        *count = count.saturating_sub(1);
-                        if *count == 0 {
-                            state.flushes_unapplied.remove(region_id);
-                        }
-                    }
-                });
-            }
-            CoreEvent::EngineFullFlush {
-                region_id,
-                picked_bytes,
-                largest_bytes,
-            } if picked_bytes < largest_bytes => {
-                self.world.violation(
-                    Check::SchedulerState,
-                    format!(
-                        "expected an engine-full flush to pick the largest mutable memtable \
-                         ({largest_bytes} bytes), saw {region_id} picked with {picked_bytes} bytes"
-                    ),
-                );
             }
             _ => {}
-        }
-    }
-
-    fn check_buffer(&self) {
-        let Some(buffer) = self.buffer.get() else {
-            return;
-        };
-        let (active, used) = (buffer.active_bytes(), buffer.used_bytes());
-        if active > used {
-            self.world.violation(
-                Check::BufferAccounting,
-                format!("expected active <= used, saw active {active} > used {used}"),
-            );
         }
     }
 }
@@ -148,7 +90,10 @@ impl EventSink for SimEvents {
             }
             state.trace.record(now, "core", format!("{event:?}"));
         });
+        let buffer = self.buffer.get().map(|buffer| &**buffer);
+        self.world
+            .hooks()
+            .on_core_event(&self.world, &event, buffer);
         self.track_flush_jobs(&event);
-        self.check_buffer();
     }
 }

@@ -92,7 +92,7 @@ pub fn panic_point(world: &World, region_id: RegionId, what: &str, saved: bool) 
     if world.inject(FaultClass::JobPanic, Some(region_id), what) {
         world.trace("jobs", format!("{region_id}: flush job panics {what}"));
         if saved {
-            world.with(|state| state.commits_in_doubt.insert(region_id));
+            world.hooks().on_commit_in_doubt(region_id);
         }
         std::panic::resume_unwind(Box::new(format!("injected: panic {what}")));
     }

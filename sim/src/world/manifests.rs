@@ -36,7 +36,6 @@ use super::fs::SimFs;
 use super::jobs::panic_point;
 use super::wal::SimWal;
 use super::World;
-use crate::check::Check;
 use crate::plan::FaultClass;
 
 /// A stored manifest and how many times its region was created.
@@ -295,8 +294,7 @@ impl SimManifestStore {
                 let saved =
                     fired.then(|| FileManifestStore::new(self.fs.clone()).load_now(region_id));
                 if let Some(Ok(Some(after))) = saved {
-                    self.world
-                        .with(|state| state.commits_in_doubt.insert(region_id));
+                    self.world.hooks().on_commit_in_doubt(region_id);
                     self.record(
                         region_id,
                         &format!("{summary} (saved, reported failed)"),
@@ -329,44 +327,13 @@ impl SimManifestStore {
             ),
         );
         self.remember(step, after, incarnation);
-        self.check_marks(&before, after);
+        self.tell_hooks(&before, after);
     }
 
-    fn check_marks(&self, before: &RegionManifest, after: &RegionManifest) {
-        let region_id = after.region_id;
-        if after.dropped {
-            return;
-        }
-        if after.flushed_entry_id < before.flushed_entry_id
-            || after.flushed_sequence < before.flushed_sequence
-        {
-            self.world.violation(
-                Check::MonotonicFlushMarks,
-                format!(
-                    "manifest of {region_id}: expected flush marks to stay at or above \
-                     entry {} / sequence {}, saw entry {} / sequence {}",
-                    before.flushed_entry_id,
-                    before.flushed_sequence,
-                    after.flushed_entry_id,
-                    after.flushed_sequence
-                ),
-            );
-        }
-        let last_entry_id = self.wal.last_entry_id(region_id);
-        // A region that skips the WAL has no entries to be bounded by.
-        if !after.skip_wal
-            && after.flushed_entry_id > last_entry_id
-            && after.flushed_entry_id > before.flushed_entry_id
-        {
-            self.world.violation(
-                Check::MonotonicFlushMarks,
-                format!(
-                    "manifest of {region_id}: expected flushed entry id <= last WAL entry {last_entry_id}, \
-                     saw {}",
-                    after.flushed_entry_id
-                ),
-            );
-        }
+    fn tell_hooks(&self, before: &RegionManifest, after: &RegionManifest) {
+        let last_entry_id = self.wal.last_entry_id(after.region_id);
+        let hooks = self.world.hooks();
+        hooks.on_manifest_change(&self.world, before, after, last_entry_id);
     }
 }
 

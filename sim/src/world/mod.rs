@@ -1,8 +1,11 @@
 //! The simulated world: one module per core port, each with its faults.
 //!
-//! [`World`] is the state they share: the run's ChaCha stream for fault
-//! decisions, the fault switch (on in the safety phase, off in the liveness
-//! phase), the trace, the ledger and the violations seen while the run goes.
+//! [`World`] is the state they share: the ChaCha streams for fault
+//! decisions (one per fault class), the fault switch (on in the safety
+//! phase, off in the liveness phase), the trace, the faults and crashes
+//! that happened, and the flush jobs running. What is checked is not the
+//! world's business: its ports tell the run's [`hooks::Hooks`] what
+//! happens, and the run's checks keep the ledger and the violations.
 //! Everything runs on madsim's single thread; the mutex only satisfies the
 //! ports' `Send + Sync` bounds and is never held across an await.
 
@@ -11,6 +14,7 @@ pub mod crash;
 pub mod events;
 pub mod fault_points;
 pub mod fs;
+pub mod hooks;
 pub mod jobs;
 pub mod manifests;
 pub mod metrics;
@@ -19,9 +23,9 @@ pub mod objects;
 pub mod trace;
 pub mod wal;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use flush_core::ids::RegionId;
@@ -31,12 +35,11 @@ use madsim::time::Instant;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::check::Check;
-use crate::ledger::Ledger;
 use crate::plan::{
     stream_rng, FaultClass, FaultMix, Plan, Workload, STREAM_FAULT_BASE, STREAM_WORLD,
 };
 use crash::CrashState;
+use hooks::Hooks;
 use trace::Trace;
 
 /// A fault the world injected, for the `reply_kind` oracle.
@@ -65,35 +68,6 @@ impl FaultLog {
     }
 }
 
-/// Violations seen during the run, by check name. Only the first few
-/// messages are kept; all are counted.
-#[derive(Debug, Default)]
-pub struct Violations {
-    by_check: BTreeMap<Check, (u64, Vec<String>)>,
-}
-
-/// Messages kept per check.
-const VIOLATION_MESSAGES_KEPT: usize = 5;
-
-impl Violations {
-    pub fn add(&mut self, check: Check, message: String) {
-        let (count, messages) = self.by_check.entry(check).or_default();
-        *count += 1;
-        if messages.len() < VIOLATION_MESSAGES_KEPT {
-            messages.push(message);
-        }
-    }
-
-    /// Count and first messages for `check`.
-    pub fn of(&self, check: Check) -> (u64, &[String]) {
-        self.by_check
-            .get(&check)
-            .map_or((0, &[][..]), |(count, messages)| {
-                (*count, messages.as_slice())
-            })
-    }
-}
-
 /// A DDL the object store asks the injector to send while a flush writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DuringFlush {
@@ -106,23 +80,12 @@ pub struct WorldState {
     /// One stream per fault class, in [`FaultClass::ALL`] order.
     fault_rngs: Vec<ChaCha8Rng>,
     pub trace: Trace,
-    pub ledger: Ledger,
     pub faults: FaultLog,
-    pub violations: Violations,
     /// Flush jobs between their start and end events: job id -> (region,
     /// epoch). Ids come from the job scheduler, which tags each job.
     pub flush_jobs_running: BTreeMap<u64, (RegionId, u64)>,
     /// The job being polled right now, if any: events are attributed to it.
     pub current_job: Option<u64>,
-    /// Flushes committed to the manifest whose worker has not applied them
-    /// yet, per region: until it does, their rows are in an SST and in a
-    /// memtable at once.
-    pub flushes_unapplied: BTreeMap<RegionId, u32>,
-    /// Regions whose flush edit the manifest saved while the store
-    /// reported a failure, until the flush job learns (by reading the
-    /// manifest back) whether it committed: meanwhile its rows are in an
-    /// SST and in a memtable too.
-    pub commits_in_doubt: BTreeSet<RegionId>,
     pub crash: CrashState,
     next_job_id: u64,
     next_schema_version: u64,
@@ -181,6 +144,7 @@ pub struct World {
     nodes: Mutex<Vec<NodeHandle>>,
     /// What the core's metrics recorded, beside what its events said.
     pub metrics: metrics::SimMetrics,
+    hooks: Arc<dyn Hooks>,
 }
 
 impl World {
@@ -191,6 +155,7 @@ impl World {
         plan: &Plan,
         keep_trace: bool,
         during_flush: mpsc::UnboundedSender<DuringFlush>,
+        hooks: Arc<dyn Hooks>,
     ) -> World {
         let Workload {
             io_latency_ms_max,
@@ -211,13 +176,9 @@ impl World {
                     .map(|class| stream_rng(plan.seed, STREAM_FAULT_BASE + class.index() as u64))
                     .collect(),
                 trace: Trace::new(keep_trace),
-                ledger: Ledger::default(),
                 faults: FaultLog::default(),
-                violations: Violations::default(),
                 flush_jobs_running: BTreeMap::new(),
                 current_job: None,
-                flushes_unapplied: BTreeMap::new(),
-                commits_in_doubt: BTreeSet::new(),
                 crash: CrashState::new(),
                 next_job_id: 0,
                 next_schema_version: 0,
@@ -225,6 +186,7 @@ impl World {
             during_flush,
             nodes: Mutex::new(Vec::new()),
             metrics: metrics::SimMetrics::default(),
+            hooks,
         }
     }
 
@@ -289,9 +251,9 @@ impl World {
         self.lock().trace.record(now, source, text)
     }
 
-    pub fn violation(&self, check: Check, message: String) {
-        self.trace("VIOLATE", format!("{check}: {message}"));
-        self.lock().violations.add(check, message);
+    /// Whoever watches the run (its checks).
+    pub fn hooks(&self) -> &dyn Hooks {
+        &*self.hooks
     }
 
     pub fn faults_on(&self) -> bool {

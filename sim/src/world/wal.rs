@@ -334,7 +334,8 @@ mod tests {
             runtime.block_on(async move {
                 let (during_flush, _asks) = futures::channel::mpsc::unbounded();
                 let plan = Plan::from_seed(seed).without_faults();
-                let world = Arc::new(World::new(&plan, false, during_flush));
+                let hooks = Arc::new(crate::world::hooks::NoHooks);
+                let world = Arc::new(World::new(&plan, false, during_flush, hooks));
                 let fs = Arc::new(SimFs::reliable());
                 let wal = SimWal::new(world, fs.clone(), Bugs::NONE);
                 wal.append(REGION, entry(1)).await.expect("append 1");

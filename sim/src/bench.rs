@@ -21,41 +21,37 @@
 //! Targets (recorded in BENCHMARKS.md, not enforced): ≥ 100 seeds/s/core,
 //! overhead ≤ 1.5×, Parquet ≥ 0.9×.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use flush_core::buffer::WriteBufferManager;
 use flush_core::bugs::Bugs;
-use flush_core::error::ErrorKind;
 use flush_core::events::CoreEvent;
 use flush_core::ids::{RegionId, RequestId};
 use flush_core::local::{MemoryManifestStore, MemoryObjectStore, MemoryWal};
-use flush_core::memtable::{Row, RowValue};
+use flush_core::memtable::Row;
 use flush_core::ports::{
     Clock, EventSink, Job, JobRejected, JobScheduler, MemoryNotifier, NoFaults, NotifyError, Ports,
     WorkerNotifier,
 };
 use flush_core::request::{
-    BackgroundNotify, ClientRequest, RegionRole, Reply, Request, Responder, WorkerRequest,
+    BackgroundNotify, ClientRequest, Reply, Request, Responder, WorkerRequest,
 };
 use flush_core::schema::RegionSchema;
 use flush_core::worker::RegionWorker;
 use futures::channel::{mpsc, oneshot};
 use futures::executor::LocalPool;
 use futures::future::{self, BoxFuture};
-use futures::stream::FuturesUnordered;
 use futures::task::LocalSpawnExt;
 use futures::{FutureExt, StreamExt};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::draw;
+use crate::client::{client_rows, Client, ClientPort};
+use crate::ledger::{Origin, Outcome};
 use crate::plan::{stream_rng, Plan, Workload, STREAM_CLIENT_BASE};
 use crate::report::WorkloadChoice;
 use crate::run::{run_with, RunOptions};
@@ -494,11 +490,7 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
     let regions: Vec<RegionId> = (1..=u64::from(workload.regions.max(1)))
         .map(RegionId)
         .collect();
-    let requester = DirectRequester {
-        router: router.clone(),
-        next_id: Arc::new(AtomicU64::new(1)),
-        unanswered: Arc::new(AtomicU64::new(0)),
-    };
+    let requester = DirectRequester::new(router.clone());
     let main = {
         let requester = requester.clone();
         let regions = regions.clone();
@@ -506,17 +498,21 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
         async move {
             let creates = regions
                 .iter()
-                .map(|region_id| requester.call(Request::create(*region_id)));
+                .map(|region_id| requester.send(Request::create(*region_id)));
             future::join_all(creates).await;
+            // Nothing stops the clients early; the count is theirs to keep.
+            let stop = Arc::new(AtomicBool::new(false));
+            let running = Arc::new(AtomicUsize::new(0));
             let clients = (0..workload.clients).map(|index| {
-                DirectClient {
-                    requester: requester.clone(),
-                    rng: stream_rng(seed, STREAM_CLIENT_BASE + u64::from(index)),
-                    workload: workload.clone(),
-                    regions: regions.clone(),
-                    beliefs: BTreeMap::new(),
-                    next_schema_version: u64::from(index) << 32,
-                }
+                Client::new(
+                    index,
+                    requester.clone(),
+                    stream_rng(seed, STREAM_CLIENT_BASE + u64::from(index)),
+                    workload.clone(),
+                    regions.clone(),
+                    stop.clone(),
+                    running.clone(),
+                )
                 .run()
             });
             future::join_all(clients).await;
@@ -676,28 +672,47 @@ struct DirectRequester {
     router: Arc<DirectRouter>,
     next_id: Arc<AtomicU64>,
     unanswered: Arc<AtomicU64>,
+    /// Row values, as the simulator's ledger numbers rows.
+    next_value: Arc<AtomicU64>,
+    next_schema_version: Arc<AtomicU64>,
+    clock: Arc<AtomicU64>,
 }
 
 impl DirectRequester {
-    /// Sends `request`; the reply's error kind, or `None` when it is ok.
-    fn call(&self, request: Request) -> BoxFuture<'static, Result<(), Option<ErrorKind>>> {
+    fn new(router: Arc<DirectRouter>) -> Self {
+        DirectRequester {
+            router,
+            next_id: Arc::new(AtomicU64::new(1)),
+            unanswered: Arc::new(AtomicU64::new(0)),
+            next_value: Arc::new(AtomicU64::new(1)),
+            next_schema_version: Arc::new(AtomicU64::new(1)),
+            clock: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Sends `request` and turns its reply into an outcome, as the
+    /// simulator's requester does (without a ledger).
+    fn send(&self, request: Request) -> BoxFuture<'static, Outcome> {
         let id = RequestId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (responder, receiver) = Responder::new(id);
         let region_id = request.region_id();
         let request = WorkerRequest::Client(ClientRequest { request, responder });
         if self.router.send(region_id, request).is_err() {
             self.unanswered.fetch_add(1, Ordering::Relaxed);
-            return future::ready(Err(None)).boxed();
+            return future::ready(Outcome::Lost).boxed();
         }
         let unanswered = self.unanswered.clone();
         async move {
             let reply: Result<Reply, oneshot::Canceled> = receiver.await;
             match reply {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(error)) => Err(Some(error.kind())),
+                Ok(Ok(output)) => Outcome::Ok(output),
+                Ok(Err(error)) => Outcome::Err {
+                    kind: error.kind(),
+                    message: error.to_string(),
+                },
                 Err(oneshot::Canceled) => {
                     unanswered.fetch_add(1, Ordering::Relaxed);
-                    Err(None)
+                    Outcome::Lost
                 }
             }
         }
@@ -705,132 +720,37 @@ impl DirectRequester {
     }
 }
 
-/// What a client believes of a region, from the replies it saw (as the
-/// simulator's clients do).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Belief {
-    Usable,
-    Missing,
-    ReadOnly,
-}
-
-type Outcome = (RegionId, &'static str, Result<(), Option<ErrorKind>>);
-
-/// The simulator's client loop without simulated time: the same knobs, the
-/// same seeded stream, the same recovery.
-struct DirectClient {
-    requester: DirectRequester,
-    rng: ChaCha8Rng,
-    workload: Workload,
-    regions: Vec<RegionId>,
-    beliefs: BTreeMap<RegionId, Belief>,
-    next_schema_version: u64,
-}
-
-impl DirectClient {
-    async fn run(mut self) {
-        let mut in_flight: FuturesUnordered<BoxFuture<'static, Outcome>> = FuturesUnordered::new();
-        for _ in 0..self.workload.writes_per_client {
-            let _think_ms: u64 = self.rng.gen_range(0..=self.workload.think_ms_max);
-            YieldNow(false).await;
-            while let Some(Some(done)) = in_flight.next().now_or_never() {
-                self.observe(done);
-            }
-            while in_flight.len() >= self.workload.max_in_flight.max(1) as usize {
-                if let Some(done) = in_flight.next().await {
-                    self.observe(done);
-                }
-            }
-            let region_id = self.pick_region();
-            self.recover(region_id).await;
-            in_flight.push(self.write(region_id));
-            for request in self.mixed_requests() {
-                let kind = request.kind();
-                let region_id = request.region_id();
-                let reply = self.requester.call(request);
-                in_flight.push(async move { (region_id, kind, reply.await) }.boxed());
-            }
-        }
-        while let Some(done) = in_flight.next().await {
-            self.observe(done);
-        }
+/// The direct run's clients: the simulator's client loop over plain
+/// channels; think times are yields, time is a counter.
+impl ClientPort for DirectRequester {
+    fn call(&self, _origin: Origin, request: Request) -> BoxFuture<'static, Outcome> {
+        self.send(request)
     }
 
-    fn pick_region(&mut self) -> RegionId {
-        draw::region(&mut self.rng, &self.regions)
+    fn write(
+        &self,
+        _origin: Origin,
+        region_id: RegionId,
+        rows: Vec<(String, i64)>,
+        fields: Vec<String>,
+    ) -> BoxFuture<'static, Outcome> {
+        let first = self
+            .next_value
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        let rows = client_rows(first, rows, &fields);
+        self.send(Request::Write { region_id, rows })
     }
 
-    fn write(&mut self, region_id: RegionId) -> BoxFuture<'static, Outcome> {
-        let rows: Vec<RowValue> = draw::write_series(&mut self.rng, &self.workload)
-            .into_iter()
-            .zip(0u32..)
-            .map(|(series, i)| RowValue {
-                series,
-                ts: i64::from(i),
-                value: f64::from(i),
-                fields: Vec::new(),
-            })
-            .collect();
-        let reply = self.requester.call(Request::Write { region_id, rows });
-        async move { (region_id, "write", reply.await) }.boxed()
+    fn think(&self, _ms: u64) -> BoxFuture<'static, ()> {
+        YieldNow(false).boxed()
     }
 
-    fn mixed_requests(&mut self) -> Vec<Request> {
-        let next_schema_version = &mut self.next_schema_version;
-        draw::mixed_requests(&mut self.rng, &self.workload, &self.regions, || {
-            *next_schema_version += 1;
-            *next_schema_version
-        })
+    fn now_ms(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn observe(&mut self, (region_id, kind, outcome): Outcome) {
-        let belief = match (outcome, kind) {
-            (Err(Some(kind)), _) => match kind {
-                ErrorKind::RegionNotFound | ErrorKind::RegionDropped | ErrorKind::RegionClosed => {
-                    Belief::Missing
-                }
-                ErrorKind::RegionReadOnly => Belief::ReadOnly,
-                _ => return,
-            },
-            (Ok(()), "drop" | "close") => Belief::Missing,
-            (Ok(()), "downgrade" | "open") => Belief::ReadOnly,
-            (Ok(()), "create" | "set_role") => Belief::Usable,
-            _ => return,
-        };
-        self.beliefs.insert(region_id, belief);
-    }
-
-    async fn lead(&mut self, region_id: RegionId) {
-        let role = RegionRole::Leader;
-        let led = self
-            .requester
-            .call(Request::SetRole { region_id, role })
-            .await;
-        self.observe((region_id, "set_role", led));
-    }
-
-    async fn recover(&mut self, region_id: RegionId) {
-        let belief = self
-            .beliefs
-            .get(&region_id)
-            .copied()
-            .unwrap_or(Belief::Usable);
-        match belief {
-            Belief::Usable => {}
-            Belief::ReadOnly => self.lead(region_id).await,
-            Belief::Missing => {
-                let opened = self.requester.call(Request::Open { region_id }).await;
-                let not_found = opened == Err(Some(ErrorKind::RegionNotFound));
-                let open_ok = opened.is_ok();
-                self.observe((region_id, "open", opened));
-                if open_ok {
-                    self.lead(region_id).await;
-                } else if not_found {
-                    let created = self.requester.call(Request::create(region_id)).await;
-                    self.observe((region_id, "create", created));
-                }
-            }
-        }
+    fn next_schema_version(&self) -> u64 {
+        self.next_schema_version.fetch_add(1, Ordering::Relaxed)
     }
 }
 

@@ -43,6 +43,7 @@ pub mod bench_engine;
 pub mod catalogue;
 pub mod check;
 pub mod cli;
+pub mod client;
 pub mod crash;
 pub mod crash_test;
 pub mod draw;

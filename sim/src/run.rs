@@ -32,8 +32,9 @@ use flush_core::request::Request;
 use futures::channel::mpsc;
 use madsim::runtime::{NodeHandle, Runtime};
 
-use crate::actors::{run_ticker, Client, Injector, Requester};
+use crate::actors::{run_ticker, Injector, Requester};
 use crate::check::Check;
+use crate::client::Client;
 use crate::crash::{CrashActor, CrashContext};
 use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::Origin;
@@ -519,7 +520,6 @@ impl Cast<'_> {
         for index in 0..workload.clients {
             let client = Client::new(
                 index,
-                self.world.clone(),
                 self.requester.clone(),
                 stream_rng(self.plan.seed, STREAM_CLIENT_BASE + u64::from(index)),
                 workload.clone(),

@@ -14,8 +14,8 @@ use flush_core::error::{FlushError, ManifestError};
 use flush_core::flush::{FlushEnv, FlushScheduler, FlushTask};
 use flush_core::ids::{RegionId, RequestId};
 use flush_core::local::{
-    block_on, Inbox, LocalEngine, LocalObjectStore, MemoryManifestStore, MemoryWal, QueuedJobs,
-    SystemClock,
+    block_on, Inbox, LocalEngine, LocalObjectStore, ManualClock, MemoryManifestStore, MemoryWal,
+    QueuedJobs,
 };
 use flush_core::manifest::RegionManifest;
 use flush_core::memtable::{Row, RowValue, WalEntry};
@@ -132,7 +132,7 @@ impl SchedulerRig {
             objects: Arc::new(LocalObjectStore::new(std::env::temp_dir())),
             manifests: manifests.clone(),
             wal: Arc::new(MemoryWal::default()),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(ManualClock::default()),
             faults: Arc::new(NoFaults),
             events: Arc::new(TracingEvents),
         };

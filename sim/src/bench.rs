@@ -21,38 +21,21 @@
 //! Targets (recorded in BENCHMARKS.md, not enforced): ≥ 100 seeds/s/core,
 //! overhead ≤ 1.5×, Parquet ≥ 0.9×.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flush_core::buffer::WriteBufferManager;
 use flush_core::bugs::Bugs;
 use flush_core::events::CoreEvent;
-use flush_core::ids::{RegionId, RequestId};
 use flush_core::local::{MemoryManifestStore, MemoryObjectStore, MemoryWal};
 use flush_core::memtable::Row;
-use flush_core::ports::{
-    Clock, EventSink, Job, JobRejected, JobScheduler, MemoryNotifier, NoFaults, NotifyError, Ports,
-    WorkerNotifier,
-};
-use flush_core::request::{
-    BackgroundNotify, ClientRequest, Reply, Request, Responder, WorkerRequest,
-};
+use flush_core::ports::EventSink;
 use flush_core::schema::RegionSchema;
-use flush_core::worker::RegionWorker;
-use futures::channel::{mpsc, oneshot};
-use futures::executor::LocalPool;
-use futures::future::{self, BoxFuture};
-use futures::task::LocalSpawnExt;
-use futures::{FutureExt, StreamExt};
+use flush_core::tokio_engine::{Stores, TokioEngine};
 use serde::Serialize;
 
-use crate::client::{client_rows, Client, ClientPort};
-use crate::ledger::{Origin, Outcome};
-use crate::plan::{stream_rng, Plan, Workload, STREAM_CLIENT_BASE};
+use crate::plain;
+use crate::plan::{Plan, Workload};
 use crate::report::WorkloadChoice;
 use crate::run::{run_with, RunOptions};
 
@@ -430,222 +413,36 @@ pub struct DirectRun {
     pub unanswered: u64,
 }
 
-/// Runs `plan`'s workload directly: the core's workers as tasks of a plain
-/// single-threaded executor, fault-free in-memory ports, clients drawing the
-/// same request mix from the same seeded streams as the simulator's, no
-/// simulated time (think times and I/O latency are yields), no trace, no
-/// ledger, no oracle. The plan's fault mix is ignored.
+/// Runs `plan`'s workload plainly: the tokio engine on one thread over
+/// fault-free in-memory stores, the simulator's clients drawing the same
+/// request mix from the same seeded streams, no simulated time, no trace,
+/// no ledger, no oracle. The plan's fault mix is ignored.
 pub fn run_direct(plan: &Plan) -> DirectRun {
-    let workload = plan.workload.clone();
-    let mut pool = LocalPool::new();
-    let spawner = pool.spawner();
-    let (job_sender, mut job_receiver) = mpsc::unbounded::<Job>();
-    let router = Arc::new(DirectRouter::default());
-    let buffer = Arc::new(
-        WriteBufferManager::new(workload.global_buffer_bytes).with_notifier(router.clone()),
-    );
-    let flushes = Arc::new(FlushCounter::default());
-    let ports = Ports {
-        jobs: Arc::new(DirectJobs { sender: job_sender }),
-        objects: Arc::new(MemoryObjectStore::default()),
-        manifests: Arc::new(MemoryManifestStore::default()),
-        wal: Arc::new(MemoryWal::default()),
-        clock: Arc::new(DirectClock::default()),
-        faults: Arc::new(NoFaults),
-        events: flushes.clone(),
-    };
-    let mut inboxes = Vec::new();
-    for worker_id in 0..workload.workers.max(1) {
-        let config = workload.worker_config(worker_id, Bugs::NONE);
-        let mut worker = RegionWorker::new(config, ports.clone(), buffer.clone(), router.clone());
-        let (sender, mut receiver) = mpsc::unbounded::<WorkerRequest>();
-        inboxes.push(sender);
-        spawner
-            .spawn_local(async move {
-                while let Some(request) = receiver.next().await {
-                    worker.handle(request).await;
-                }
-                worker.shutdown();
-            })
-            .expect("the pool takes tasks");
-    }
-    router.set_inboxes(inboxes);
-    // The workers hold the ports now; when they stop, the job queue closes.
-    drop(ports);
-    let job_spawner = spawner.clone();
-    spawner
-        .spawn_local(async move {
-            while let Some(job) = job_receiver.next().await {
-                if job_spawner.spawn_local(job).is_err() {
-                    break;
-                }
-            }
-        })
-        .expect("the pool takes tasks");
-
-    let stop_ticker = Arc::new(AtomicBool::new(false));
-    spawner
-        .spawn_local(run_direct_ticker(router.clone(), stop_ticker.clone()))
-        .expect("the pool takes tasks");
-    let regions: Vec<RegionId> = (1..=u64::from(workload.regions.max(1)))
-        .map(RegionId)
-        .collect();
-    let requester = DirectRequester::new(router.clone());
-    let main = {
-        let requester = requester.clone();
-        let regions = regions.clone();
-        let seed = plan.seed;
-        async move {
-            let creates = regions
-                .iter()
-                .map(|region_id| requester.send(Request::create(*region_id)));
-            future::join_all(creates).await;
-            // Nothing stops the clients early; the count is theirs to keep.
-            let stop = Arc::new(AtomicBool::new(false));
-            let running = Arc::new(AtomicUsize::new(0));
-            let clients = (0..workload.clients).map(|index| {
-                Client::new(
-                    index,
-                    requester.clone(),
-                    stream_rng(seed, STREAM_CLIENT_BASE + u64::from(index)),
-                    workload.clone(),
-                    regions.clone(),
-                    stop.clone(),
-                    running.clone(),
-                )
-                .run()
-            });
-            future::join_all(clients).await;
-        }
-    };
-    pool.run_until(main);
-    stop_ticker.store(true, Ordering::Relaxed);
-    router.close_all();
-    // The workers drain their queues and stop; whatever still waits on
-    // nothing is dropped with the pool.
-    pool.run_until_stalled();
-    DirectRun {
-        requests: requester.next_id.load(Ordering::Relaxed) - 1,
-        flushes: flushes.count(),
-        unanswered: requester.unanswered.load(Ordering::Relaxed),
-    }
-}
-
-/// Polls between two ticks of the direct ticker.
-const DIRECT_POLLS_PER_TICK: u32 = 64;
-
-/// Sends `Tick` to every worker every few polls until stopped (the
-/// simulator sends one every 100 ms of simulated time).
-async fn run_direct_ticker(router: Arc<DirectRouter>, stop: Arc<AtomicBool>) {
-    let mut polls = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        YieldNow(false).await;
-        polls += 1;
-        if polls.is_multiple_of(DIRECT_POLLS_PER_TICK) {
-            router.send_to_all(|| WorkerRequest::Tick);
-        }
-    }
-}
-
-/// Gives the other tasks a turn.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
-#[derive(Default)]
-struct DirectRouter {
-    inboxes: Mutex<Vec<mpsc::UnboundedSender<WorkerRequest>>>,
-}
-
-impl DirectRouter {
-    fn inboxes(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<WorkerRequest>>> {
-        self.inboxes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn set_inboxes(&self, inboxes: Vec<mpsc::UnboundedSender<WorkerRequest>>) {
-        *self.inboxes() = inboxes;
-    }
-
-    fn close_all(&self) {
-        for inbox in self.inboxes().iter() {
-            inbox.close_channel();
-        }
-    }
-
-    fn send_to_all(&self, message: impl Fn() -> WorkerRequest) {
-        for inbox in self.inboxes().iter() {
-            let _ = inbox.unbounded_send(message());
-        }
-    }
-
-    fn send(&self, region_id: RegionId, request: WorkerRequest) -> Result<(), WorkerRequest> {
-        let inboxes = self.inboxes();
-        let Some(inbox) = inboxes.get((region_id.0 % inboxes.len().max(1) as u64) as usize) else {
-            return Err(request);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread tokio runtime builds");
+    runtime.block_on(async {
+        let flushes = Arc::new(FlushCounter::default());
+        let stores = Stores {
+            objects: Arc::new(MemoryObjectStore::default()),
+            manifests: Arc::new(MemoryManifestStore::default()),
+            wal: Arc::new(MemoryWal::default()),
         };
-        inbox
-            .unbounded_send(request)
-            .map_err(|error| error.into_inner())
-    }
-}
-
-impl WorkerNotifier for DirectRouter {
-    fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
-        let region_id = notify.region_id();
-        self.send(region_id, WorkerRequest::Background(notify))
-            .map_err(|request| match request {
-                WorkerRequest::Background(notify) => NotifyError::Closed(notify),
-                _ => unreachable!("a notification comes back as one"),
-            })
-    }
-}
-
-impl MemoryNotifier for DirectRouter {
-    fn memory_freed(&self) {
-        self.send_to_all(|| WorkerRequest::MemoryFreed);
-    }
-}
-
-/// Jobs go to a task that spawns them on the pool.
-struct DirectJobs {
-    sender: mpsc::UnboundedSender<Job>,
-}
-
-impl JobScheduler for DirectJobs {
-    fn schedule(&self, job: Job) -> Result<(), JobRejected> {
-        self.sender.unbounded_send(job).map_err(|_| JobRejected {
-            reason: "the executor stopped".to_string(),
-        })
-    }
-}
-
-/// A logical clock: one millisecond per reading; sleeping takes no time.
-#[derive(Default)]
-struct DirectClock {
-    now_ms: AtomicU64,
-}
-
-impl Clock for DirectClock {
-    fn now_ms(&self) -> u64 {
-        self.now_ms.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn sleep(&self, _duration_ms: u64) -> BoxFuture<'static, ()> {
-        YieldNow(false).boxed()
-    }
+        let config = plain::engine_config(&plan.workload);
+        let engine = Arc::new(TokioEngine::start_with_events(
+            &config,
+            stores,
+            flushes.clone(),
+        ));
+        let run = plain::run_clients(plan, engine.clone()).await;
+        let stopped = engine.stop(Duration::from_secs(60)).await;
+        DirectRun {
+            requests: run.requests,
+            flushes: flushes.count(),
+            unanswered: run.unanswered + u64::from(!stopped),
+        }
+    })
 }
 
 /// Counts committed flushes; nothing else (the plain runs of both
@@ -664,93 +461,6 @@ impl EventSink for FlushCounter {
         if matches!(event, CoreEvent::FlushCommitted { .. }) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-#[derive(Clone)]
-struct DirectRequester {
-    router: Arc<DirectRouter>,
-    next_id: Arc<AtomicU64>,
-    unanswered: Arc<AtomicU64>,
-    /// Row values, as the simulator's ledger numbers rows.
-    next_value: Arc<AtomicU64>,
-    next_schema_version: Arc<AtomicU64>,
-    clock: Arc<AtomicU64>,
-}
-
-impl DirectRequester {
-    fn new(router: Arc<DirectRouter>) -> Self {
-        DirectRequester {
-            router,
-            next_id: Arc::new(AtomicU64::new(1)),
-            unanswered: Arc::new(AtomicU64::new(0)),
-            next_value: Arc::new(AtomicU64::new(1)),
-            next_schema_version: Arc::new(AtomicU64::new(1)),
-            clock: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Sends `request` and turns its reply into an outcome, as the
-    /// simulator's requester does (without a ledger).
-    fn send(&self, request: Request) -> BoxFuture<'static, Outcome> {
-        let id = RequestId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let (responder, receiver) = Responder::new(id);
-        let region_id = request.region_id();
-        let request = WorkerRequest::Client(ClientRequest { request, responder });
-        if self.router.send(region_id, request).is_err() {
-            self.unanswered.fetch_add(1, Ordering::Relaxed);
-            return future::ready(Outcome::Lost).boxed();
-        }
-        let unanswered = self.unanswered.clone();
-        async move {
-            let reply: Result<Reply, oneshot::Canceled> = receiver.await;
-            match reply {
-                Ok(Ok(output)) => Outcome::Ok(output),
-                Ok(Err(error)) => Outcome::Err {
-                    kind: error.kind(),
-                    message: error.to_string(),
-                },
-                Err(oneshot::Canceled) => {
-                    unanswered.fetch_add(1, Ordering::Relaxed);
-                    Outcome::Lost
-                }
-            }
-        }
-        .boxed()
-    }
-}
-
-/// The direct run's clients: the simulator's client loop over plain
-/// channels; think times are yields, time is a counter.
-impl ClientPort for DirectRequester {
-    fn call(&self, _origin: Origin, request: Request) -> BoxFuture<'static, Outcome> {
-        self.send(request)
-    }
-
-    fn write(
-        &self,
-        _origin: Origin,
-        region_id: RegionId,
-        rows: Vec<(String, i64)>,
-        fields: Vec<String>,
-    ) -> BoxFuture<'static, Outcome> {
-        let first = self
-            .next_value
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-        let rows = client_rows(first, rows, &fields);
-        self.send(Request::Write { region_id, rows })
-    }
-
-    fn think(&self, _ms: u64) -> BoxFuture<'static, ()> {
-        YieldNow(false).boxed()
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn next_schema_version(&self) -> u64 {
-        self.next_schema_version.fetch_add(1, Ordering::Relaxed)
     }
 }
 

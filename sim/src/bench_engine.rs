@@ -16,17 +16,12 @@ use std::time::{Duration, Instant};
 use flush_core::bugs::Bugs;
 use flush_core::durable::DurableStores;
 use flush_core::fs::{FileSystem, FsError, StdFs};
-use flush_core::ids::RegionId;
-use flush_core::memtable::RowValue;
-use flush_core::request::{Output, Request};
 use flush_core::tokio_engine::{Stores, TokioEngine, TokioEngineConfig};
-use futures::stream::{FuturesUnordered, StreamExt as _};
-use rand::Rng;
 use serde::Serialize;
 
 use crate::bench::FlushCounter;
-use crate::draw;
-use crate::plan::{stream_rng, Plan, STREAM_CLIENT_BASE};
+use crate::plain;
+use crate::plan::Plan;
 use crate::run::run;
 
 #[derive(Clone, Debug, Serialize)]
@@ -138,100 +133,22 @@ async fn drive(
     fs: Arc<CountingFs>,
     flushes: Arc<FlushCounter>,
 ) -> Result<(Duration, u64, u64), String> {
-    let workload = &plan.workload;
     let config = TokioEngineConfig {
-        workers: workload.workers,
-        buffer_bytes: workload.global_buffer_bytes,
-        worker: workload.worker_config(0, Bugs::NONE),
-        ..TokioEngineConfig::default()
+        // The engine's own job queue, as a real process sizes it.
+        jobs_waiting: TokioEngineConfig::default().jobs_waiting,
+        ..plain::engine_config(&plan.workload)
     };
     let stores = DurableStores::new(fs);
-    let engine = TokioEngine::start_with_events(&config, Stores::from(&stores), flushes);
-    let regions: Vec<RegionId> = (1..=u64::from(workload.regions.max(1)))
-        .map(RegionId)
-        .collect();
-    for region_id in &regions {
-        engine
-            .call(Request::create(*region_id))
-            .await
-            .map_err(|error| format!("creating {region_id}: {error}"))?;
-    }
+    let engine = Arc::new(TokioEngine::start_with_events(
+        &config,
+        Stores::from(&stores),
+        flushes,
+    ));
     // Wall time is what a benchmark measures.
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
-    let clients = (0..workload.clients).map(|index| {
-        let rng = stream_rng(plan.seed, STREAM_CLIENT_BASE + u64::from(index));
-        client(&engine, plan, &regions, rng)
-    });
-    let mut writes = 0;
-    let mut rows = 0;
-    for (client_writes, client_rows) in futures::future::join_all(clients).await {
-        writes += client_writes;
-        rows += client_rows;
-    }
+    let run = plain::run_clients(plan, engine.clone()).await;
     let wall = started.elapsed();
     engine.stop(Duration::from_secs(60)).await;
-    Ok((wall, writes, rows))
-}
-
-/// One client: the simulated client's draws, `max_in_flight` at a time.
-/// Returns the writes and rows acknowledged.
-async fn client(
-    engine: &TokioEngine,
-    plan: &Plan,
-    regions: &[RegionId],
-    mut rng: rand_chacha::ChaCha8Rng,
-) -> (u64, u64) {
-    let workload = &plan.workload;
-    let mut in_flight = FuturesUnordered::new();
-    let mut schema = 0;
-    let (mut writes, mut rows) = (0, 0);
-    for write in 0..workload.writes_per_client {
-        let region_id = draw::region(&mut rng, regions);
-        let batch: Vec<RowValue> = draw::write_series(&mut rng, workload)
-            .into_iter()
-            .enumerate()
-            .map(|(index, series)| RowValue {
-                series,
-                ts: i64::from(write) * 1_000 + index as i64,
-                value: rng.gen(),
-                fields: Vec::new(),
-            })
-            .collect();
-        let mut requests = vec![Request::Write {
-            region_id,
-            rows: batch,
-        }];
-        requests.extend(draw::mixed_requests(&mut rng, workload, regions, || {
-            schema += 1;
-            schema
-        }));
-        for request in requests {
-            while in_flight.len() >= workload.max_in_flight.max(1) as usize {
-                tally(in_flight.next().await, &mut writes, &mut rows);
-            }
-            let receiver = engine.submit(request.clone()).await;
-            let size = match &request {
-                Request::Write { rows, .. } => Some(rows.len() as u64),
-                _ => None,
-            };
-            in_flight.push(async move { (size, receiver.await) });
-        }
-    }
-    while let Some(done) = in_flight.next().await {
-        tally(Some(done), &mut writes, &mut rows);
-    }
-    (writes, rows)
-}
-
-type Done = (
-    Option<u64>,
-    Result<flush_core::request::Reply, futures::channel::oneshot::Canceled>,
-);
-
-fn tally(done: Option<Done>, writes: &mut u64, rows: &mut u64) {
-    if let Some((Some(size), Ok(Ok(Output::Written { .. })))) = done {
-        *writes += 1;
-        *rows += size;
-    }
+    Ok((wall, run.writes_acknowledged, run.rows_acknowledged))
 }

@@ -51,6 +51,7 @@ pub mod engine;
 pub mod ledger;
 pub mod memory;
 pub mod oracle;
+pub mod plain;
 pub mod plan;
 pub mod report;
 pub mod run;

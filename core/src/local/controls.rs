@@ -81,26 +81,6 @@ impl Clock for ManualClock {
     }
 }
 
-/// Wall-clock time; sleeping blocks the thread (local ports never wait).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-// The real clock behind the Clock port: what a real engine runs on, never
-// a simulated one (clippy.toml forbids wall clocks elsewhere).
-#[allow(clippy::disallowed_methods)]
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-
-    fn sleep(&self, duration_ms: u64) -> BoxFuture<'static, ()> {
-        std::thread::sleep(std::time::Duration::from_millis(duration_ms));
-        future::ready(()).boxed()
-    }
-}
-
 /// Fault points switched by counters: `fail_freezes` fails the next N.
 #[derive(Default)]
 pub struct CountedFaults {

@@ -23,9 +23,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures::channel::oneshot;
 
-pub use self::controls::{
-    CountedFaults, Inbox, ManualClock, QueuedJobs, RecordedEvents, SystemClock,
-};
+pub use self::controls::{CountedFaults, Inbox, ManualClock, QueuedJobs, RecordedEvents};
 pub use self::stores::{LocalObjectStore, MemoryManifestStore, MemoryObjectStore, MemoryWal};
 use crate::buffer::WriteBufferManager;
 use crate::ids::RequestId;

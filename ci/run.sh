@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CI job. `.ci/run` calls this on a clean clone. It needs only the Rust
 # toolchains (stable, plus nightly for cargo-fuzz); it installs the rest.
-# Budget: about 20 minutes on 2 cores (BENCHMARKS.md, "CI time").
+# Budget: about 25 minutes on 2 cores, most of it the clippy, test and fuzz
+# builds (BENCHMARKS.md, "CI time").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

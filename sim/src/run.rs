@@ -717,6 +717,13 @@ fn sample(sampler: &mut Sampler, world: &World, rig: &Rig) {
     if !sampler.enabled() {
         return;
     }
+    // An engine being stopped or crashed is no longer bound by what a
+    // running one promises (a stopping worker's queue is closed, so a
+    // release of memory cannot reach its stalled writes): sample the next
+    // engine, not this one.
+    if world.crash_in_progress() {
+        return;
+    }
     let current = rig.current();
     if world.generation() != current.number {
         return;

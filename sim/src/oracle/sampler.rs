@@ -47,7 +47,8 @@ impl Sampler {
                 let now = (region.flushed_entry_id, region.flushed_sequence);
                 if let Some(before) = self.marks.insert(key, now) {
                     if now.0 < before.0 || now.1 < before.1 {
-                        self.checks.violation(world,
+                        self.checks.violation(
+                            world,
                             Check::MonotonicFlushMarks,
                             format!(
                                 "{region_id} in worker {}: expected flushed entry/sequence >= {}/{}, saw {}/{}",
@@ -81,7 +82,8 @@ impl Sampler {
         buffer: &WriteBufferManager,
     ) {
         if view.stalled_writes > 0 && !memory_freed_queued && !buffer.should_stall() {
-            self.checks.violation(world,
+            self.checks.violation(
+                world,
                 Check::Liveness,
                 format!(
                     "worker {}: expected stalled writes retried once memory was freed, saw {} still stalled \

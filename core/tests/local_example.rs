@@ -1,15 +1,9 @@
 //! The `local_flush` example, run in a temporary directory: the Parquet
 //! files it leaves on disk hold exactly the rows it wrote.
 //!
-//! The example's own `run` is compiled in here, so the test checks the code
-//! `cargo run --example local_flush` runs, not a copy of it. Every request
-//! in it goes through `LocalEngine::call`, which fails on a request left
-//! unanswered or whose reply was lost.
-
-// `main` and the argument handling of the example are not used here.
-#[allow(dead_code)]
-#[path = "../examples/local_flush.rs"]
-mod local_flush;
+//! The example's `main` calls [`flush_core::local::walkthrough::run`], and
+//! so does this test: it checks the code `cargo run --example local_flush`
+//! runs, not a copy of it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +12,7 @@ use bytes::Bytes;
 use flush_core::memtable::Row;
 use flush_core::sst;
 
-use local_flush::{REGIONS, ROWS_PER_WRITE, WRITES_PER_REGION};
+use flush_core::local::walkthrough::{self, REGIONS, ROWS_PER_WRITE, WRITES_PER_REGION};
 
 /// Every `.parquet` file under `dir`, by path relative to it, decoded
 /// straight from disk (not through the engine's object store).
@@ -50,7 +44,7 @@ fn parquet_files_on_disk(dir: &Path) -> BTreeMap<String, Vec<Row>> {
 #[test]
 fn the_example_leaves_parquet_files_holding_exactly_the_rows_written() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let reports = local_flush::run(dir.path()).expect("the example runs");
+    let reports = walkthrough::run(dir.path()).expect("the example runs");
     let on_disk = parquet_files_on_disk(dir.path());
 
     assert_eq!(reports.len(), REGIONS.len());

@@ -14,6 +14,7 @@ pub mod controls;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod ledger;
 pub mod stores;
+pub mod walkthrough;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -73,6 +73,7 @@ planted_bugs! {
     CloseDropsUnloggedRows = "close-drops-unlogged-rows": "closing a region that skips the WAL drops its memtables without flushing them, so rows acknowledged before an orderly close are gone",
     SstDropsAddedFields = "sst-drops-added-fields": "a flush writes only the base columns, dropping the fields alters added, so values written after an alter read back null",
     OpenAsLeader = "open-as-leader": "opening a region makes it a writable leader at once instead of a follower, so two openers of one region both accept writes",
+    AlterSkipsFlushWait = "alter-skips-flush-wait": "an alter is applied at once while its region's memtables still hold rows, instead of waiting for their flush; only the core's own pre-condition (an alter finds its memtables empty) sees it",
 }
 
 impl fmt::Display for PlantedBug {
@@ -120,6 +121,10 @@ const SCHEDULER_INVARIANT_BREAKERS: &[PlantedBug] = &[
     PlantedBug::SeedFaithfulScheduleNext,
 ];
 
+/// The planted bugs that free a memtable's bytes more than once, so the
+/// buffer can count less than the worker's own memtables hold.
+const BUFFER_POST_CONDITION_BREAKERS: &[PlantedBug] = &[PlantedBug::FreeTwice];
+
 impl Bugs {
     #[cfg(feature = "planted-bugs")]
     pub const NONE: Bugs = Bugs(0);
@@ -158,6 +163,15 @@ impl Bugs {
     /// worker's post-condition, so every other bug still runs under it.
     pub fn breaks_scheduler_invariants(self) -> bool {
         SCHEDULER_INVARIANT_BREAKERS
+            .iter()
+            .any(|bug| self.has(*bug))
+    }
+
+    /// Whether a bug switched on frees memory it does not own, so the
+    /// worker's buffer post-condition (the buffer counts at least what the
+    /// worker's own memtables hold) is relaxed for it and for it only.
+    pub fn breaks_buffer_post_condition(self) -> bool {
+        BUFFER_POST_CONDITION_BREAKERS
             .iter()
             .any(|bug| self.has(*bug))
     }

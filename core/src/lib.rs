@@ -36,6 +36,11 @@
 //! [`manifest::RegionEdit`], and notifies the worker, which drops the
 //! flushed memtables (memory freed), trims the WAL and answers the waiters.
 
+/// Whether this build has the `strict` feature: the core's assertions
+/// ([`strict_assert!`]) hold in it whatever the profile. The simulator's
+/// tests check it is on there.
+pub const STRICT: bool = cfg!(feature = "strict");
+
 /// An assertion that holds in debug builds and in every build with the
 /// `strict` feature, which the simulator switches on: its sweeps run
 /// `--release`, and a pre- or post-condition checked only in debug builds

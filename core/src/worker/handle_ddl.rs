@@ -1,6 +1,7 @@
 //! Alter: a schema change that must not mix rows of two schemas in one
 //! memtable, so a region holding data flushes first and the alter waits.
 
+use crate::bugs::PlantedBug;
 use crate::error::RequestError;
 use crate::events::CoreEvent;
 use crate::flush::FlushTask;
@@ -41,7 +42,8 @@ impl RegionWorker {
         } else {
             request
         };
-        if !region.version.memtables_empty() {
+        let skip_wait = self.config.bugs.has(PlantedBug::AlterSkipsFlushWait);
+        if !region.version.memtables_empty() && !skip_wait {
             let task = FlushTask::new(FlushReason::Alter, None);
             if let Err(error) = self.scheduler.schedule_flush(region, task, &self.env) {
                 return Self::reply_err(request, error);

@@ -196,6 +196,7 @@ impl RegionWorker {
         self.maybe_flush_engine();
         self.maybe_relieve_stall();
         self.assert_scheduler_invariants();
+        self.assert_buffer_post_conditions();
     }
 
     /// Post-condition of every request handled: each flush status has a
@@ -209,6 +210,34 @@ impl RegionWorker {
                 panic!("scheduler invariant broken after a request: {broken}");
             }
         }
+    }
+
+    /// Post-condition of every request handled, on the shared buffer: it
+    /// counts at least the bytes this worker's memtables hold (their
+    /// trackers reserved them and free them only when dropped), and its
+    /// mutable count at least this worker's mutable memtables. Other
+    /// workers only add to both, so the check holds under any runtime.
+    /// Only a bug that frees bytes it does not own may break it.
+    fn assert_buffer_post_conditions(&self) {
+        if !cfg!(any(debug_assertions, feature = "strict"))
+            || self.config.bugs.breaks_buffer_post_condition()
+        {
+            return;
+        }
+        let versions = || self.regions.values().map(|region| &region.version);
+        let held: usize = versions().map(|version| version.memtable_bytes()).sum();
+        let mutable: usize = versions().map(|version| version.mutable_bytes()).sum();
+        let buffer = &self.env.buffer;
+        strict_assert!(
+            buffer.used_bytes() >= held,
+            "the buffer counts {} bytes used, but this worker's memtables hold {held}",
+            buffer.used_bytes()
+        );
+        strict_assert!(
+            buffer.active_bytes() >= mutable,
+            "the buffer counts {} mutable bytes, but this worker's mutable memtables hold {mutable}",
+            buffer.active_bytes()
+        );
     }
 
     async fn dispatch(&mut self, request: ClientRequest) {

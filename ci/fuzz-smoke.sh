@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for a bounded time (FUZZ_SECONDS each,
-# default 60: three targets, about 3 minutes plus the build). Fails loudly
+# default 40: three targets, two minutes plus the build; a smoke run, the
+# long runs are in BENCHMARKS.md). Fails loudly
 # when the nightly toolchain is missing instead of skipping silently, and
 # when a target crashes or a target exists that this script does not run.
 # The targets' inputs and their tests live in flush-tests
@@ -20,7 +21,7 @@
 #   its world, so a leak is a finding like any other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${FUZZ_SECONDS:-40}
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "ERROR: no nightly toolchain: cargo-fuzz needs one (rustup toolchain install nightly)" >&2

@@ -14,7 +14,7 @@ use flush_core::error::{FlushError, ManifestError};
 use flush_core::flush::{FlushEnv, FlushScheduler, FlushTask};
 use flush_core::ids::{RegionId, RequestId};
 use flush_core::local::{
-    block_on, Inbox, LocalEngine, LocalObjectStore, ManualClock, MemoryManifestStore, MemoryWal,
+    block_on, Inbox, LocalEngine, ManualClock, MemoryManifestStore, MemoryObjectStore, MemoryWal,
     QueuedJobs,
 };
 use flush_core::manifest::RegionManifest;
@@ -57,7 +57,8 @@ fn worker_cycle(c: &mut Criterion) {
     c.bench_function("worker/100_writes_of_50_rows_then_flush", |b| {
         b.iter_batched(
             || {
-                let mut engine = LocalEngine::new(dir.path(), 64 << 20, WorkerConfig::default());
+                let mut engine = LocalEngine::new(dir.path(), 64 << 20, WorkerConfig::default())
+                    .expect("a local engine over a temporary directory");
                 let create = engine.call(Request::create(RegionId(1)));
                 assert!(matches!(create, Ok(Ok(_))));
                 engine
@@ -129,12 +130,12 @@ impl SchedulerRig {
         let buffer = Arc::new(WriteBufferManager::new(64 << 20));
         let ports = Ports {
             jobs: Arc::new(QueuedJobs::default()),
-            objects: Arc::new(LocalObjectStore::new(std::env::temp_dir())),
+            objects: Arc::new(MemoryObjectStore::default()),
             manifests: manifests.clone(),
             wal: Arc::new(MemoryWal::default()),
             clock: Arc::new(ManualClock::default()),
             faults: Arc::new(NoFaults),
-            events: Arc::new(TracingEvents),
+            events: Arc::new(TracingEvents::default()),
         };
         let env = FlushEnv {
             ports,
@@ -157,7 +158,7 @@ impl SchedulerRig {
             rows: rows(50),
         });
         SchedulerRig {
-            scheduler: FlushScheduler::new(Bugs::NONE, Arc::new(TracingEvents)),
+            scheduler: FlushScheduler::new(Bugs::NONE, Arc::new(TracingEvents::default())),
             regions: BTreeMap::from([(region_id, region)]),
             env,
             next_request: 1,

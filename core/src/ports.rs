@@ -6,6 +6,7 @@
 //! return, so the same code runs on either side.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -151,12 +152,25 @@ impl FaultPoints for NoFaults {
     }
 }
 
-/// An event sink that only logs through `tracing`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TracingEvents;
+/// The real engine's event sink: logs every event through `tracing` and
+/// counts the flushes committed, the one figure a status line (and the
+/// plain benchmarks, which drive the real engine) reads off the events.
+#[derive(Debug, Default)]
+pub struct TracingEvents {
+    flushes_committed: AtomicU64,
+}
+
+impl TracingEvents {
+    pub fn flushes_committed(&self) -> u64 {
+        self.flushes_committed.load(Ordering::Relaxed)
+    }
+}
 
 impl EventSink for TracingEvents {
     fn record(&self, event: CoreEvent) {
+        if matches!(event, CoreEvent::FlushCommitted { .. }) {
+            self.flushes_committed.fetch_add(1, Ordering::Relaxed);
+        }
         tracing::debug!(?event, "core event");
     }
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use bytes::Bytes;
+use flush_core::durable::objects::OBJECT_DIR;
 use flush_core::memtable::Row;
 use flush_core::sst;
 
@@ -45,7 +46,9 @@ fn parquet_files_on_disk(dir: &Path) -> BTreeMap<String, Vec<Row>> {
 fn the_example_leaves_parquet_files_holding_exactly_the_rows_written() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let reports = walkthrough::run(dir.path()).expect("the example runs");
-    let on_disk = parquet_files_on_disk(dir.path());
+    // The durable object store keeps every object under `objects/`.
+    let objects_dir = dir.path().join(OBJECT_DIR);
+    let on_disk = parquet_files_on_disk(&objects_dir);
 
     assert_eq!(reports.len(), REGIONS.len());
     let mut reported_paths = 0;
@@ -67,7 +70,7 @@ fn the_example_leaves_parquet_files_holding_exactly_the_rows_written() {
                 "{}: what the engine read back is what is on disk",
                 file.path
             );
-            let size_on_disk = std::fs::metadata(dir.path().join(&file.path))
+            let size_on_disk = std::fs::metadata(objects_dir.join(&file.path))
                 .expect("the file exists")
                 .len();
             assert_eq!(size_on_disk, file.size_bytes as u64);

@@ -21,15 +21,13 @@
 //! Targets (recorded in BENCHMARKS.md, not enforced): ≥ 100 seeds/s/core,
 //! overhead ≤ 1.5×, Parquet ≥ 0.9×.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flush_core::bugs::Bugs;
-use flush_core::events::CoreEvent;
 use flush_core::local::{MemoryManifestStore, MemoryObjectStore, MemoryWal};
 use flush_core::memtable::Row;
-use flush_core::ports::EventSink;
+use flush_core::ports::TracingEvents;
 use flush_core::schema::RegionSchema;
 use flush_core::tokio_engine::{Stores, TokioEngine};
 use serde::Serialize;
@@ -423,7 +421,7 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
         .build()
         .expect("a current-thread tokio runtime builds");
     runtime.block_on(async {
-        let flushes = Arc::new(FlushCounter::default());
+        let events = Arc::new(TracingEvents::default());
         let stores = Stores {
             objects: Arc::new(MemoryObjectStore::default()),
             manifests: Arc::new(MemoryManifestStore::default()),
@@ -433,35 +431,16 @@ pub fn run_direct(plan: &Plan) -> DirectRun {
         let engine = Arc::new(TokioEngine::start_with_events(
             &config,
             stores,
-            flushes.clone(),
+            events.clone(),
         ));
         let run = plain::run_clients(plan, engine.clone()).await;
         let stopped = engine.stop(Duration::from_secs(60)).await;
         DirectRun {
             requests: run.requests,
-            flushes: flushes.count(),
+            flushes: events.flushes_committed(),
             unanswered: run.unanswered + u64::from(!stopped),
         }
     })
-}
-
-/// Counts committed flushes; nothing else (the plain runs of both
-/// benchmarks read only this).
-#[derive(Default)]
-pub(crate) struct FlushCounter(AtomicU64);
-
-impl FlushCounter {
-    pub(crate) fn count(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl EventSink for FlushCounter {
-    fn record(&self, event: CoreEvent) {
-        if matches!(event, CoreEvent::FlushCommitted { .. }) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 #[cfg(test)]

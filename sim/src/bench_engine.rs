@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use flush_core::bugs::Bugs;
 use flush_core::durable::DurableStores;
 use flush_core::fs::{FileSystem, FsError, StdFs};
+use flush_core::ports::TracingEvents;
 use flush_core::tokio_engine::{Stores, TokioEngine, TokioEngineConfig};
 use serde::Serialize;
 
-use crate::bench::FlushCounter;
 use crate::plain;
 use crate::plan::Plan;
 use crate::run::run;
@@ -97,20 +97,20 @@ pub fn bench_engine(dir: &Path, seed: u64) -> Result<EngineBenchReport, String> 
         inner: StdFs::open(dir).map_err(|error| error.to_string())?,
         syncs: AtomicU64::new(0),
     });
-    let flushes = Arc::new(FlushCounter::default());
+    let events = Arc::new(TracingEvents::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|error| error.to_string())?;
-    let (wall, writes, rows) = runtime.block_on(drive(&plan, fs.clone(), flushes.clone()))?;
+    let (wall, writes, rows) = runtime.block_on(drive(&plan, fs.clone(), events.clone()))?;
     // Wall time is what a benchmark measures.
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     let simulated = run(&plan, Bugs::NONE);
     let sim_wall = started.elapsed();
     let wall_s = wall.as_secs_f64().max(1e-9);
-    let flushes_committed = flushes.count();
+    let flushes_committed = events.flushes_committed();
     let syncs = fs.syncs.load(Ordering::Relaxed);
     Ok(EngineBenchReport {
         dir: dir.display().to_string(),
@@ -131,7 +131,7 @@ pub fn bench_engine(dir: &Path, seed: u64) -> Result<EngineBenchReport, String> 
 async fn drive(
     plan: &Plan,
     fs: Arc<CountingFs>,
-    flushes: Arc<FlushCounter>,
+    events: Arc<TracingEvents>,
 ) -> Result<(Duration, u64, u64), String> {
     let config = TokioEngineConfig {
         // The engine's own job queue, as a real process sizes it.
@@ -142,7 +142,7 @@ async fn drive(
     let engine = Arc::new(TokioEngine::start_with_events(
         &config,
         Stores::from(&stores),
-        flushes,
+        events,
     ));
     // Wall time is what a benchmark measures.
     #[allow(clippy::disallowed_methods)]

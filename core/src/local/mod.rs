@@ -25,8 +25,10 @@ use std::task::{Context, Poll, Waker};
 use futures::channel::oneshot;
 
 pub use self::controls::{CountedFaults, Inbox, ManualClock, QueuedJobs, RecordedEvents};
-pub use self::stores::{LocalObjectStore, MemoryManifestStore, MemoryObjectStore, MemoryWal};
+pub use self::stores::{MemoryManifestStore, MemoryObjectStore, MemoryWal};
 use crate::buffer::WriteBufferManager;
+use crate::durable::objects::FileObjectStore;
+use crate::fs::{FsError, StdFs};
 use crate::ids::RequestId;
 use crate::ports::{ObjectStore, Ports};
 use crate::request::{ClientRequest, Reply, Request, Responder, WorkerRequest};
@@ -81,10 +83,20 @@ pub struct LocalEngine {
 }
 
 impl LocalEngine {
-    /// An engine storing SSTs under `dir` with a write buffer of
-    /// `buffer_bytes`.
-    pub fn new(dir: impl Into<PathBuf>, buffer_bytes: usize, config: WorkerConfig) -> Self {
-        Self::with_object_store(Arc::new(LocalObjectStore::new(dir)), buffer_bytes, config)
+    /// An engine storing SSTs under `dir` (created if missing) with a write
+    /// buffer of `buffer_bytes`, through the durable object store a real
+    /// engine uses: each SST is synced and renamed into place.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        buffer_bytes: usize,
+        config: WorkerConfig,
+    ) -> Result<Self, FsError> {
+        let objects = FileObjectStore::new(Arc::new(StdFs::open(dir)?));
+        Ok(Self::with_object_store(
+            Arc::new(objects),
+            buffer_bytes,
+            config,
+        ))
     }
 
     /// An engine storing SSTs in `objects` (tests and fuzz targets use an

@@ -1,8 +1,9 @@
-//! Stores of the local adapter: SST objects as files or in a map, and
-//! manifests and a WAL in memory, each with the knobs tests turn.
+//! Stores of the local adapter that stay in memory: SST objects in a map,
+//! manifests and a WAL, each with the knobs tests turn. SSTs on disk go
+//! through the durable [`FileObjectStore`](crate::durable::objects::FileObjectStore)
+//! over [`StdFs`](crate::fs::StdFs), the store a real engine uses.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -16,97 +17,6 @@ use crate::ids::RegionId;
 use crate::manifest::{ManifestChange, RegionManifest};
 use crate::ports::{ManifestStore, ObjectStore, Wal};
 use crate::row::WalEntry;
-
-/// SST objects as files under a root directory.
-#[derive(Clone, Debug)]
-pub struct LocalObjectStore {
-    root: PathBuf,
-}
-
-impl LocalObjectStore {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalObjectStore { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn io_error(path: &str, error: std::io::Error) -> StoreError {
-        StoreError::Io {
-            path: path.to_string(),
-            reason: error.to_string(),
-        }
-    }
-
-    fn put_now(&self, path: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let full = self.root.join(path);
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Self::io_error(path, e))?;
-        }
-        std::fs::write(&full, bytes).map_err(|e| Self::io_error(path, e))
-    }
-
-    fn get_now(&self, path: &str) -> Result<Bytes, StoreError> {
-        match std::fs::read(self.root.join(path)) {
-            Ok(bytes) => Ok(Bytes::from(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
-                path: path.to_string(),
-            }),
-            Err(e) => Err(Self::io_error(path, e)),
-        }
-    }
-
-    fn list_now(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut found = Vec::new();
-        let mut dirs = vec![self.root.clone()];
-        while let Some(dir) = dirs.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Self::io_error(prefix, e)),
-            };
-            for entry in entries {
-                let path = entry.map_err(|e| Self::io_error(prefix, e))?.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if let Ok(relative) = path.strip_prefix(&self.root) {
-                    let key = relative.to_string_lossy().replace('\\', "/");
-                    if key.starts_with(prefix) {
-                        found.push(key);
-                    }
-                }
-            }
-        }
-        found.sort();
-        Ok(found)
-    }
-
-    fn delete_now(&self, path: &str) -> Result<(), StoreError> {
-        match std::fs::remove_file(self.root.join(path)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Self::io_error(path, e)),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl ObjectStore for LocalObjectStore {
-    fn put(&self, path: &str, bytes: Bytes) -> BoxFuture<'static, Result<(), StoreError>> {
-        future::ready(self.put_now(path, &bytes)).boxed()
-    }
-
-    fn get(&self, path: &str) -> BoxFuture<'static, Result<Bytes, StoreError>> {
-        future::ready(self.get_now(path)).boxed()
-    }
-
-    fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
-        future::ready(self.list_now(prefix)).boxed()
-    }
-
-    fn delete(&self, path: &str) -> BoxFuture<'static, Result<(), StoreError>> {
-        future::ready(self.delete_now(path)).boxed()
-    }
-}
 
 /// SST objects in a map, for runs that should not touch the disk (the op
 /// driver's fresh engine per case, the benchmark's direct runs). Never

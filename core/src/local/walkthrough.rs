@@ -43,7 +43,7 @@ pub struct RegionReport {
 
 /// Writes, flushes and reads back everything under `dir`.
 pub fn run(dir: &Path) -> Result<Vec<RegionReport>, Box<dyn Error>> {
-    let mut engine = LocalEngine::new(dir, BUFFER_BYTES, WorkerConfig::default());
+    let mut engine = LocalEngine::new(dir, BUFFER_BYTES, WorkerConfig::default())?;
     for region_id in REGIONS {
         call(&mut engine, Request::create(region_id))?;
     }

@@ -112,7 +112,7 @@ impl TokioEngine {
     /// Starts the workers, the job pool and the ticker on the current
     /// runtime.
     pub fn start(config: &TokioEngineConfig, stores: Stores) -> TokioEngine {
-        Self::start_with_events(config, stores, Arc::new(TracingEvents))
+        Self::start_with_events(config, stores, Arc::new(TracingEvents::default()))
     }
 
     /// As [`TokioEngine::start`], reporting core events to `events`.

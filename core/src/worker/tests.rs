@@ -11,12 +11,13 @@ use super::{RegionWorker, WorkerConfig};
 use crate::buffer::WriteBufferManager;
 #[cfg(feature = "planted-bugs")]
 use crate::bugs::{Bugs, PlantedBug};
+use crate::durable::objects::FileObjectStore;
 use crate::error::ErrorKind;
+use crate::fs::StdFs;
 use crate::ids::{RegionId, RequestId};
 use crate::local::ledger::{ReplyLedger, Ticket};
 use crate::local::{
-    block_on, Inbox, LocalObjectStore, ManualClock, MemoryManifestStore, MemoryWal, QueuedJobs,
-    RecordedEvents,
+    block_on, Inbox, ManualClock, MemoryManifestStore, MemoryWal, QueuedJobs, RecordedEvents,
 };
 use crate::ports::{NoFaults, Ports};
 use crate::request::{ClientRequest, Reply, Request, Responder, WorkerRequest};
@@ -45,7 +46,9 @@ impl Rig {
         let buffer = Arc::new(WriteBufferManager::new(buffer_bytes));
         let ports = Ports {
             jobs: jobs.clone(),
-            objects: Arc::new(LocalObjectStore::new(dir.path())),
+            objects: Arc::new(FileObjectStore::new(Arc::new(
+                StdFs::open(dir.path()).expect("a file system over a temporary directory"),
+            ))),
             manifests: Arc::new(MemoryManifestStore::default()),
             wal: Arc::new(MemoryWal::default()),
             clock: Arc::new(ManualClock::default()),

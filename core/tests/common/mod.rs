@@ -106,7 +106,8 @@ impl Scenario {
     pub fn with_config(buffer_bytes: usize, config: WorkerConfig) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         Scenario {
-            engine: LocalEngine::new(dir.path(), buffer_bytes, config),
+            engine: LocalEngine::new(dir.path(), buffer_bytes, config)
+                .expect("a local engine over a temporary directory"),
             ledger: ReplyLedger::new(),
             dir,
         }

@@ -182,8 +182,12 @@ impl WorkerRouter {
     }
 }
 
-impl WorkerNotifier for WorkerRouter {
-    fn notify(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
+impl WorkerRouter {
+    /// Delivers a flush job's result to its region's worker, unless the
+    /// queue is (drawn) full or closed. Jobs reach it only through their
+    /// generation's [`GenerationNotifier`], the simulator's one
+    /// [`WorkerNotifier`].
+    fn deliver_result(&self, notify: BackgroundNotify) -> Result<(), NotifyError> {
         let region_id = notify.region_id();
         if self.queue_full(region_id) {
             return Err(NotifyError::Full(notify));
@@ -229,7 +233,7 @@ impl WorkerNotifier for GenerationNotifier {
         if self.world.with(|state| state.crash.generation()) != self.generation {
             return Err(NotifyError::Closed(notify));
         }
-        self.router.notify(notify)
+        self.router.deliver_result(notify)
     }
 }
 

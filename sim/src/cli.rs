@@ -5,7 +5,7 @@
 //! (clap's own code for parse errors, used for ours too).
 
 use std::io::Write as _;
-use std::ops::Range;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,11 +15,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::bench::{bench, BenchOptions, BenchReport};
+use crate::budget::{StopRule, TimeBudget};
+use crate::merge::{check as check_merge, expand_paths, merge, read_inputs};
 use crate::plan::Plan;
 use crate::report::{Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
+use crate::shard_env::{detect_from_process, ShardArg, ShardEnvError};
 use crate::shrink::{shrink, PlanFile, PlanSize, ShrinkOptions};
-use crate::sweep::{parse_seed_range, render_summary, sweep, Shard, SweepOptions};
+use crate::stream::{read_stream_file, reopen_for_append, StreamHeader, StreamLine, StreamWriter};
+use crate::sweep::{
+    render_summary, sweep, sweep_resumed, SeedRange, SeedSource, Seeds, Shard, SweepOptions,
+    SweepSummary,
+};
 
 pub const EXIT_PASS: u8 = 0;
 pub const EXIT_FAIL: u8 = 1;
@@ -40,6 +47,11 @@ pub struct Cli {
 pub enum Command {
     /// Run many seeds in parallel; exit 1 if any check fails.
     Sweep(SweepArgs),
+    /// Combine the reports of many shards (`sweep --json` files, `--jsonl`
+    /// streams, directories of them, or `-` for JSON Lines on stdin) into
+    /// one; exit 2 if they do not cover their seeds exactly once, 1 if any
+    /// seed failed.
+    Merge(MergeArgs),
     /// Run one seed (or a plan file) alone and print its report.
     Replay(ReplayArgs),
     /// Shrink a failing seed's plan while it fails the same check; print and
@@ -108,19 +120,39 @@ pub struct CrashChildArgs {
 
 #[derive(Debug, Args)]
 pub struct SeedSelection {
-    /// Run seeds 0..N.
-    #[arg(long, default_value_t = 100, conflicts_with = "seed_range")]
-    pub seeds: u64,
-    /// Run seeds A..B (B exclusive).
-    #[arg(long, value_name = "A..B", value_parser = parse_seed_range)]
-    pub seed_range: Option<Range<u64>>,
+    /// Run seeds 0..N [default: 100; with --time-budget or
+    /// --until-failures: every seed from 0 on].
+    #[arg(long, conflicts_with = "seed_range")]
+    pub seeds: Option<u64>,
+    /// Run seeds A..B (B exclusive), or A.. (every seed from A on, in
+    /// order, until --time-budget or --until-failures stops the sweep).
+    #[arg(long, value_name = "A..B|A..")]
+    pub seed_range: Option<SeedRange>,
 }
 
+fn parse_until_failures(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(count) if count >= 1 => Ok(count),
+        _ => Err(format!(
+            "expected a number of failed seeds, at least 1, saw '{text}'"
+        )),
+    }
+}
+
+/// Seeds a sweep runs when not told.
+const DEFAULT_SEEDS: u64 = 100;
+
 impl SeedSelection {
-    fn seeds(&self) -> Vec<u64> {
-        match &self.seed_range {
-            Some(range) => range.clone().collect(),
-            None => (0..self.seeds).collect(),
+    /// The range asked for: open from 0 when only a stop rule bounds it.
+    fn range(&self, stop: &StopRule) -> SeedRange {
+        match (self.seed_range, self.seeds) {
+            (Some(range), _) => range,
+            (None, Some(count)) => SeedRange::closed(0..count),
+            (None, None) if stop.is_set() => SeedRange {
+                start: 0,
+                end: None,
+            },
+            (None, None) => SeedRange::closed(0..DEFAULT_SEEDS),
         }
     }
 }
@@ -150,12 +182,43 @@ pub struct SweepArgs {
     /// Parallel runs (default: available cores).
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Run only the K-th of N interleaved slices of the seeds (1-based).
-    #[arg(long, value_name = "K/N")]
-    pub shard: Option<Shard>,
+    /// Run only the K-th of N interleaved slices of the seeds (1-based),
+    /// or `auto`: K and N from a CI or batch engine's environment
+    /// (Kubernetes, GitLab, Buildkite, Slurm, FLUSHSIM_SHARD_INDEX/COUNT).
+    #[arg(long, value_name = "K/N|auto")]
+    pub shard: Option<ShardArg>,
+    /// Stop drawing seeds once this much wall time is spent (90s, 30m, 8h,
+    /// 1h30m); seeds already running finish and count.
+    #[arg(long, value_name = "DURATION")]
+    pub time_budget: Option<TimeBudget>,
+    /// Stop drawing seeds once K seeds have failed.
+    #[arg(long, value_name = "K", value_parser = parse_until_failures)]
+    pub until_failures: Option<u64>,
+    /// Stream a header line, then one JSON line per finished seed, to FILE
+    /// (`-`: stdout), each flushed as its seed finishes. FILE must be new.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub jsonl: Option<PathBuf>,
+    /// Continue the stream in FILE (same command, same seeds): count its
+    /// seeds, run the ones it lacks in order, append to it. A last line cut
+    /// by a kill is dropped with a note.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub bug: BugArgs,
     /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard reports: `sweep --json` files, `sweep --jsonl` streams,
+    /// directories (their *.json and *.jsonl), or `-` for JSON Lines on
+    /// stdin (streams one after another, or one-line summaries).
+    #[arg(required = true, value_name = "REPORT")]
+    pub inputs: Vec<PathBuf>,
+    /// Print the merged report as one JSON object (the schema of `sweep
+    /// --json`).
     #[arg(long)]
     pub json: bool,
 }
@@ -245,6 +308,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Sweep(args) => cmd_sweep(&args),
+        Command::Merge(args) => cmd_merge(&args),
         Command::Replay(args) => cmd_replay(&args),
         Command::Shrink(args) => cmd_shrink(&args),
         Command::CheckDeterminism(args) => cmd_check_determinism(&args),
@@ -364,53 +428,262 @@ fn verdict(passed: bool) -> u8 {
     }
 }
 
-fn progress_bar(length: u64, hidden: bool) -> ProgressBar {
+/// A bar over `length` seeds, or a counter when the seeds are open-ended.
+fn progress_bar(length: Option<u64>, hidden: bool) -> ProgressBar {
     if hidden {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(length);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{bar:40.cyan/blue} {pos}/{len} seeds {msg} [{elapsed_precise} < {eta_precise}]",
-    ) {
+    let (bar, template) = match length {
+        Some(length) => (
+            ProgressBar::new(length),
+            "{bar:40.cyan/blue} {pos}/{len} seeds {msg} [{elapsed_precise} < {eta_precise}]",
+        ),
+        None => (
+            ProgressBar::no_length(),
+            "{spinner} {pos} seeds {msg} [{elapsed_precise}]",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
     bar
 }
 
 fn cmd_sweep(args: &SweepArgs) -> u8 {
+    match prepare_sweep(args) {
+        Ok((options, stream)) => run_sweep(args, &options, stream),
+        Err(message) => usage_error(&message),
+    }
+}
+
+/// The sweep's options and its stream (the earlier run's seeds when
+/// resuming), or what is wrong with the arguments.
+fn prepare_sweep(args: &SweepArgs) -> Result<(SweepOptions, Option<OpenStream>), String> {
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     if jobs == 0 {
-        return usage_error("--jobs must be at least 1");
+        return Err("--jobs must be at least 1".to_string());
+    }
+    let stop = StopRule {
+        time_budget: args.time_budget,
+        until_failures: args.until_failures,
+    };
+    let range = args.selection.range(&stop);
+    if range.end.is_none() && !stop.is_set() {
+        return Err(format!(
+            "--seed-range {range} is open: expected --time-budget or --until-failures to end it"
+        ));
+    }
+    if args.json && args.jsonl.as_deref() == Some(Path::new("-")) {
+        return Err("--json and --jsonl - both want stdout; give --jsonl a FILE".to_string());
     }
     let options = SweepOptions {
-        seeds: args.selection.seeds(),
+        seeds: Seeds::Range(range),
         jobs,
         bugs: args.bug.bugs(),
         workload: args.bug.workload,
-        shard: args.shard,
+        shard: resolve_shard(args.shard).map_err(|error| error.to_string())?,
+        stop,
     };
-    let length = match options.shard {
-        Some(shard) => shard.select(&options.seeds).len(),
-        None => options.seeds.len(),
+    let stream = open_stream(args, &options)?;
+    Ok((options, stream))
+}
+
+/// `--shard`: as given, or from the environment for `auto`. Without
+/// `--shard` the environment is only mentioned: see [`crate::shard_env`]
+/// for why engines' variables never shard a sweep unasked.
+fn resolve_shard(shard: Option<ShardArg>) -> Result<Option<Shard>, ShardEnvError> {
+    match shard {
+        Some(ShardArg::Fixed(shard)) => Ok(Some(shard)),
+        Some(ShardArg::Auto) => {
+            let detected = detect_from_process()?.ok_or(ShardEnvError::NoneFound)?;
+            eprintln!("flushsim: {detected}");
+            Ok(Some(detected.shard))
+        }
+        None => {
+            if let Ok(Some(detected)) = detect_from_process() {
+                eprintln!(
+                    "note: the environment names {detected}, but without --shard this sweep \
+                     runs all its seeds; pass --shard auto to run only that shard"
+                );
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// A stream being written, and the seeds it already holds.
+struct OpenStream {
+    writer: StreamWriter,
+    prior: Option<SweepSummary>,
+    /// `-`: the table goes to stderr, stdout is the stream's.
+    on_stdout: bool,
+}
+
+fn stream_header(options: &SweepOptions) -> StreamHeader {
+    let range = match &options.seeds {
+        Seeds::Range(range) => range.to_string(),
+        Seeds::List(_) => String::new(),
     };
-    let bar = progress_bar(length as u64, args.json);
+    StreamHeader {
+        identity: options.identity(),
+        seed_range: range,
+        shard: options.shard.map(|shard| shard.to_string()),
+        stops_early: options.stop.is_set(),
+    }
+}
+
+fn open_stream(args: &SweepArgs, options: &SweepOptions) -> Result<Option<OpenStream>, String> {
+    let header = stream_header(options);
+    if let Some(path) = &args.resume {
+        let (stream, reader) = read_stream_file(path).map_err(|error| error.to_string())?;
+        if !stream.header.continued_by(&header) {
+            return Err(format!(
+                "--resume {}: the stream is of {}, this sweep of {}; expected the same seed \
+                 range, shard, versions, workload and bugs",
+                path.display(),
+                describe_header(&stream.header),
+                describe_header(&header)
+            ));
+        }
+        if let Some(note) = &reader.cut_tail {
+            eprintln!("note: {note}");
+        }
+        eprintln!(
+            "flushsim: resuming {} with its {} seeds",
+            path.display(),
+            stream.summary.seeds_run
+        );
+        let writer = reopen_for_append(path, &reader).map_err(|error| error.to_string())?;
+        return Ok(Some(OpenStream {
+            writer,
+            prior: Some(stream.summary),
+            on_stdout: false,
+        }));
+    }
+    let Some(path) = &args.jsonl else {
+        return Ok(None);
+    };
+    let on_stdout = path.as_path() == Path::new("-");
+    let mut writer = if on_stdout {
+        StreamWriter::stdout()
+    } else {
+        StreamWriter::create(path).map_err(|error| error.to_string())?
+    };
+    writer
+        .write(&StreamLine::Header(header))
+        .map_err(|error| error.to_string())?;
+    Ok(Some(OpenStream {
+        writer,
+        prior: None,
+        on_stdout,
+    }))
+}
+
+fn describe_header(header: &StreamHeader) -> String {
+    let shard = header
+        .shard
+        .as_ref()
+        .map_or(String::new(), |shard| format!(" shard {shard}"));
+    format!(
+        "seeds {}{shard} (flushsim {}, plan generator {}, {} workload, bugs [{}])",
+        header.seed_range,
+        header.identity.flushsim_version,
+        header.identity.plan_generator_version,
+        header.identity.workload,
+        header.identity.bugs.join(", ")
+    )
+}
+
+fn run_sweep(args: &SweepArgs, options: &SweepOptions, stream: Option<OpenStream>) -> u8 {
+    let (mut writer, prior, on_stdout) = match stream {
+        Some(stream) => (Some(stream.writer), stream.prior, stream.on_stdout),
+        None => (None, None, false),
+    };
+    let done = prior
+        .as_ref()
+        .map(|prior| prior.trace_hashes.keys().copied().collect())
+        .unwrap_or_default();
+    let remaining = SeedSource::new(&options.seeds, options.shard, done).remaining();
+    let bar = progress_bar(remaining, args.json || on_stdout);
     let mut failed = 0u64;
-    let summary = sweep(&options, |report| {
+    let mut stream_error = None;
+    let summary = sweep_resumed(options, prior, |report| {
         if !report.passed {
             failed += 1;
             bar.set_message(format!("{failed} failed"));
         }
         bar.inc(1);
+        let Some(writer) = writer.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        match writer.write(&StreamLine::Seed(Box::new(report.clone()))) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(error) => {
+                let why = format!("the stream could not be written: {error}");
+                stream_error = Some(why.clone());
+                ControlFlow::Break(why)
+            }
+        }
     });
     bar.finish_and_clear();
     if args.json {
         if !print_json(&summary) {
             return EXIT_FAIL;
         }
+    } else if on_stdout {
+        eprint!("{}", render_summary(&summary, FAILURES_SHOWN));
     } else {
-        print!("{}", render_summary(&summary));
+        print!("{}", render_summary(&summary, FAILURES_SHOWN));
+    }
+    if let Some(error) = stream_error {
+        eprintln!("error: {error}");
+        return EXIT_FAIL;
     }
     verdict(summary.passed())
+}
+
+/// Failures a sweep's table lists with their replay lines (`merge` lists
+/// them all; `--json` has them all).
+const FAILURES_SHOWN: usize = 10;
+
+fn cmd_merge(args: &MergeArgs) -> u8 {
+    let mut notes = Vec::new();
+    let inputs = expand_paths(&args.inputs).and_then(|paths| read_inputs(&paths, &mut notes));
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
+    let inputs = match inputs {
+        Ok(inputs) => inputs,
+        Err(problem) => return usage_error(&problem.to_string()),
+    };
+    let problems = check_merge(&inputs);
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("error: {problem}");
+        }
+        eprintln!(
+            "error: {} problem(s) in {} report(s): not merged",
+            problems.len(),
+            inputs.len()
+        );
+        return EXIT_USAGE;
+    }
+    let Some(merged) = merge(&inputs) else {
+        return usage_error("no reports to merge");
+    };
+    eprintln!(
+        "flushsim: merged {} reports: {} seeds",
+        inputs.len(),
+        merged.seeds_run
+    );
+    if args.json {
+        if !print_json(&merged) {
+            return EXIT_FAIL;
+        }
+    } else {
+        print!("{}", render_summary(&merged, usize::MAX));
+    }
+    verdict(merged.passed())
 }
 
 /// The plan of `--plan FILE` or `--seed S`, and the bugs to plant: the
@@ -677,11 +950,12 @@ fn cmd_check_determinism(args: &DeterminismArgs) -> u8 {
     let pass = |seeds: Vec<u64>, jobs: usize| {
         sweep(
             &SweepOptions {
-                seeds,
+                seeds: Seeds::List(seeds),
                 jobs,
                 bugs,
                 workload,
                 shard: None,
+                stop: StopRule::default(),
             },
             |_| {},
         )

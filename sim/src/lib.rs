@@ -21,7 +21,11 @@
 //!   checks of DESIGN §4.
 //! - [`report`]: the verdict, the trace hash, the replay line.
 //! - [`sweep`]: many seeds in parallel, summed up, with `fault_coverage`
-//!   and the process's peak resident memory ([`memory`]).
+//!   and the process's peak resident memory ([`memory`]); which seeds, in
+//!   which order ([`seeds`]); when a long sweep stops ([`budget`]); its
+//!   per-seed JSON Lines stream ([`stream`]).
+//! - [`shard_env`]: `--shard auto`, the shard from a CI or batch engine's
+//!   environment; [`merge`]: many shards' reports checked and made one.
 //! - [`shrink`]: a failing plan made smaller while it fails the same check.
 //! - [`timeline`]: a run's trace as a Chrome trace file (Perfetto).
 //! - [`catalogue`]: seeds-to-detect for each planted bug, over the sweep's
@@ -40,6 +44,7 @@
 pub mod actors;
 pub mod bench;
 pub mod bench_engine;
+pub mod budget;
 pub mod catalogue;
 pub mod check;
 pub mod cli;
@@ -50,12 +55,16 @@ pub mod draw;
 pub mod engine;
 pub mod ledger;
 pub mod memory;
+pub mod merge;
 pub mod oracle;
 pub mod plain;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod seeds;
+pub mod shard_env;
 pub mod shrink;
+pub mod stream;
 pub mod sweep;
 pub mod timeline;
 pub mod world;

@@ -15,6 +15,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+/// Version of the plan generator: what [`Plan::from_seed`] and
+/// [`Plan::standard`] draw for a given seed. Every sweep report and JSONL
+/// stream records it, and `flushsim merge` refuses shards whose versions
+/// differ: the same seed under two generators is two different runs, so
+/// their counts cannot be added up as one sweep. Bump it (here, nowhere
+/// else) with any change that moves a draw.
+pub const PLAN_GENERATOR_VERSION: u32 = 1;
+
 /// Everything one run does, fixed before it starts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {

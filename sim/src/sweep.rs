@@ -1,22 +1,25 @@
 //! Sweeps: many seeds in parallel (std threads, each run on its own fresh
 //! thread), summed up, with the `fault_coverage` check across them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::ops::Range;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::iter::Peekable;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Instant;
 
 use flush_core::bugs::Bugs;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::StopRule;
 use crate::check::Check;
 use crate::ledger::RequestCounts;
 use crate::oracle::CheckResult;
-use crate::plan::FaultClass;
+use crate::plan::{FaultClass, PLAN_GENERATOR_VERSION};
 use crate::report::{Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
+pub use crate::seeds::{parse_seed_range, SeedRange, SeedSource, Seeds, Shard};
 
 /// Core marks (rare branches) a healthy sweep must reach at least once.
 pub const REQUIRED_MARKS: &[&str] = &[
@@ -58,82 +61,15 @@ pub const REQUIRED_MARKS: &[&str] = &[
 /// Below this many seeds `fault_coverage` is reported but not enforced.
 pub const COVERAGE_MIN_SEEDS: u64 = 200;
 
-/// `K/N`: the K-th of N interleaved slices of the seed list (1-based).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u64,
-    pub count: u64,
-}
-
-impl FromStr for Shard {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (index, count) = text
-            .split_once('/')
-            .ok_or_else(|| format!("shard '{text}' must look like K/N, e.g. 1/4"))?;
-        let index: u64 = index
-            .trim()
-            .parse()
-            .map_err(|_| format!("shard '{text}': K must be a number"))?;
-        let count: u64 = count
-            .trim()
-            .parse()
-            .map_err(|_| format!("shard '{text}': N must be a number"))?;
-        if count == 0 {
-            return Err(format!("shard '{text}': N must be at least 1"));
-        }
-        if index == 0 || index > count {
-            return Err(format!("shard '{text}': K must be between 1 and N={count}"));
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-impl Shard {
-    /// The seeds of this shard: every N-th, starting at the K-th.
-    pub fn select(self, seeds: &[u64]) -> Vec<u64> {
-        seeds
-            .iter()
-            .enumerate()
-            .filter(|(position, _)| *position as u64 % self.count == self.index - 1)
-            .map(|(_, seed)| *seed)
-            .collect()
-    }
-}
-
-/// `A..B`: seeds A (inclusive) to B (exclusive).
-pub fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
-    let (start, end) = text
-        .split_once("..")
-        .ok_or_else(|| format!("seed range '{text}' must look like A..B, e.g. 100..200"))?;
-    let start: u64 = start
-        .trim()
-        .parse()
-        .map_err(|_| format!("seed range '{text}': A must be a number"))?;
-    let end: u64 = end
-        .trim()
-        .parse()
-        .map_err(|_| format!("seed range '{text}': B must be a number"))?;
-    if start >= end {
-        return Err(format!("seed range '{text}' is empty: A must be below B"));
-    }
-    Ok(start..end)
-}
-
 #[derive(Clone, Debug)]
 pub struct SweepOptions {
-    pub seeds: Vec<u64>,
+    pub seeds: Seeds,
     pub jobs: usize,
     pub bugs: Bugs,
     pub workload: WorkloadChoice,
     pub shard: Option<Shard>,
+    /// When to stop before the end of `seeds` (required for an open range).
+    pub stop: StopRule,
 }
 
 impl SweepOptions {
@@ -141,13 +77,38 @@ impl SweepOptions {
     /// unsharded: what tests and measurements ask for.
     pub fn new(seeds: Vec<u64>, jobs: usize, bugs: Bugs) -> Self {
         SweepOptions {
-            seeds,
+            seeds: Seeds::List(seeds),
             jobs,
             bugs,
             workload: WorkloadChoice::Sweep,
             shard: None,
+            stop: StopRule::default(),
         }
     }
+
+    /// What must match for two sweeps' counts to add up as one sweep's.
+    pub fn identity(&self) -> SweepIdentity {
+        SweepIdentity {
+            flushsim_version: FLUSHSIM_VERSION.to_string(),
+            plan_generator_version: PLAN_GENERATOR_VERSION,
+            workload: format!("{:?}", self.workload).to_lowercase(),
+            bugs: self.bugs.iter().map(|bug| bug.name().to_string()).collect(),
+        }
+    }
+}
+
+/// The version of flushsim that ran a sweep, recorded in its report.
+pub const FLUSHSIM_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What makes a seed's outcome what it is, besides the seed: the code
+/// (flushsim's version), the plan generator, the workload and the planted
+/// bugs. Shards merge only when theirs are equal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepIdentity {
+    pub flushsim_version: String,
+    pub plan_generator_version: u32,
+    pub workload: String,
+    pub bugs: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -171,7 +132,22 @@ pub struct SweepSummary {
     pub seeds_failed: u64,
     pub workload: String,
     pub bugs: Vec<String>,
+    /// The flushsim that ran the sweep (a merge refuses mixed versions).
+    #[serde(default)]
+    pub flushsim_version: String,
+    /// [`PLAN_GENERATOR_VERSION`] of the sweep's plans.
+    #[serde(default)]
+    pub plan_generator_version: u32,
+    /// The seed range the sweep covers, before sharding: the range asked
+    /// for, or, when it stopped early (`stopped_early`), from its start to
+    /// past the last seed it ran. `None` for a seed list that is no range.
+    #[serde(default)]
+    pub seed_range: Option<String>,
     pub shard: Option<String>,
+    /// Why the sweep stopped before the end of its range (a time budget,
+    /// `--until-failures`), if it did.
+    #[serde(default)]
+    pub stopped_early: Option<String>,
     pub requests: RequestCounts,
     pub faults: BTreeMap<String, u64>,
     pub marks: BTreeMap<String, u64>,
@@ -200,17 +176,19 @@ pub struct SweepSummary {
 }
 
 impl SweepSummary {
-    fn new(options: &SweepOptions) -> Self {
+    /// An empty summary of a sweep of `identity`'s kind: counts start at
+    /// zero, every fault class listed.
+    pub fn empty(identity: SweepIdentity) -> Self {
         SweepSummary {
             seeds_run: 0,
             seeds_failed: 0,
-            workload: format!("{:?}", options.workload).to_lowercase(),
-            bugs: options
-                .bugs
-                .iter()
-                .map(|bug| bug.name().to_string())
-                .collect(),
-            shard: options.shard.map(|shard| shard.to_string()),
+            workload: identity.workload,
+            bugs: identity.bugs,
+            flushsim_version: identity.flushsim_version,
+            plan_generator_version: identity.plan_generator_version,
+            seed_range: None,
+            shard: None,
+            stopped_early: None,
             requests: RequestCounts::default(),
             faults: FaultClass::ALL
                 .iter()
@@ -232,7 +210,24 @@ impl SweepSummary {
         }
     }
 
-    fn add(&mut self, report: &Report) {
+    fn new(options: &SweepOptions) -> Self {
+        let mut summary = SweepSummary::empty(options.identity());
+        summary.shard = options.shard.map(|shard| shard.to_string());
+        summary
+    }
+
+    /// What must match for this summary to merge with another.
+    pub fn identity(&self) -> SweepIdentity {
+        SweepIdentity {
+            flushsim_version: self.flushsim_version.clone(),
+            plan_generator_version: self.plan_generator_version,
+            workload: self.workload.clone(),
+            bugs: self.bugs.clone(),
+        }
+    }
+
+    /// Adds one seed's report.
+    pub fn add(&mut self, report: &Report) {
         self.seeds_run += 1;
         self.requests.add(&report.requests);
         for (class, count) in &report.faults {
@@ -273,11 +268,73 @@ impl SweepSummary {
         self.seeds_failed == 0 && self.fault_coverage.passed
     }
 
-    fn finish(&mut self, wall_ms: u64) {
-        self.wall_ms = wall_ms;
-        self.peak_rss_mb = crate::memory::peak_rss_mb();
+    /// Adds another summary of the same kind (another shard): counts and
+    /// tallies sum up. Two fields cannot be summed: `wall_ms` becomes the
+    /// longer of the two (shards run side by side) and `peak_rss_mb` the
+    /// larger (the biggest single process). `fault_coverage` is left to
+    /// [`SweepSummary::conclude`], over the sums.
+    pub fn absorb(&mut self, other: &SweepSummary) {
+        self.seeds_run += other.seeds_run;
+        self.seeds_failed += other.seeds_failed;
+        self.requests.add(&other.requests);
+        for (class, count) in &other.faults {
+            *self.faults.entry(class.clone()).or_default() += count;
+        }
+        for (mark, count) in &other.marks {
+            *self.marks.entry(mark.clone()).or_default() += count;
+        }
+        for (name, tally) in &other.checks {
+            let mine = self.checks.entry(name.clone()).or_default();
+            mine.passed += tally.passed;
+            mine.failed += tally.failed;
+        }
+        self.failures.extend(other.failures.iter().cloned());
+        self.flushes += other.flushes;
+        self.crashes += other.crashes;
+        self.orphans_purged += other.orphans_purged;
+        self.rows_recovered_checked += other.rows_recovered_checked;
+        self.events += other.events;
+        self.sim_ms += other.sim_ms;
+        self.wall_ms = self.wall_ms.max(other.wall_ms);
+        self.peak_rss_mb = self.peak_rss_mb.max(other.peak_rss_mb);
+        self.trace_hashes.extend(
+            other
+                .trace_hashes
+                .iter()
+                .map(|(seed, hash)| (*seed, hash.clone())),
+        );
+    }
+
+    /// Orders the failures by seed and judges `fault_coverage` over the
+    /// counts as they stand.
+    pub fn conclude(&mut self) {
         self.failures.sort_by_key(|failure| failure.seed);
         self.fault_coverage = fault_coverage(self);
+    }
+
+    /// The seed range this summary covers: `seeds` whole when it ran to
+    /// their end, else from their start to past the highest seed run.
+    fn covered_range(&self, seeds: &Seeds) -> Option<String> {
+        let range = seeds.as_range()?;
+        if self.stopped_early.is_none() && range.end.is_some() {
+            return Some(range.to_string());
+        }
+        // Nothing run: an open range, which promises no seed.
+        let end = self.trace_hashes.keys().next_back().map(|last| last + 1);
+        Some(
+            SeedRange {
+                start: range.start,
+                end,
+            }
+            .to_string(),
+        )
+    }
+
+    fn finish(&mut self, seeds: &Seeds, wall_ms: u64) {
+        self.wall_ms = wall_ms;
+        self.peak_rss_mb = crate::memory::peak_rss_mb();
+        self.seed_range = self.covered_range(seeds);
+        self.conclude();
     }
 }
 
@@ -325,16 +382,39 @@ pub fn fault_coverage(summary: &SweepSummary) -> CheckResult {
 /// Runs every seed of `options`, calling `on_report` as each finishes (in
 /// completion order), and sums them up.
 pub fn sweep(options: &SweepOptions, mut on_report: impl FnMut(&Report)) -> SweepSummary {
-    // Wall time of the sweep, reported.
+    sweep_resumed(options, None, |report| {
+        on_report(report);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`sweep`] continuing an earlier one: the `prior` summary (read back
+/// from its stream) is counted in and its seeds (the keys of its
+/// `trace_hashes`) skipped. `on_report` may
+/// stop the sweep (say, when its stream can no longer be written): no new
+/// seed is drawn after it breaks, and the summary says so.
+pub fn sweep_resumed(
+    options: &SweepOptions,
+    prior: Option<SweepSummary>,
+    mut on_report: impl FnMut(&Report) -> ControlFlow<String>,
+) -> SweepSummary {
+    // Wall time of the sweep, reported, and what a time budget is held to.
     #[allow(clippy::disallowed_methods)]
-    let started = std::time::Instant::now();
-    let seeds = match options.shard {
-        Some(shard) => shard.select(&options.seeds),
-        None => options.seeds.clone(),
-    };
+    let started = Instant::now();
     let mut summary = SweepSummary::new(options);
-    let next = AtomicUsize::new(0);
-    let jobs = options.jobs.clamp(1, seeds.len().max(1));
+    let mut done = BTreeSet::new();
+    if let Some(prior) = prior {
+        summary.absorb(&prior);
+        done.extend(prior.trace_hashes.keys().copied());
+    }
+    let draw = Draw {
+        source: Mutex::new(SeedSource::new(&options.seeds, options.shard, done).peekable()),
+        stop: options.stop,
+        started,
+        failed: AtomicU64::new(summary.seeds_failed),
+        stopped: Mutex::new(None),
+    };
+    let jobs = options.jobs.max(1);
     let run_options = RunOptions {
         keep_trace: false,
         workload: options.workload,
@@ -344,32 +424,74 @@ pub fn sweep(options: &SweepOptions, mut on_report: impl FnMut(&Report)) -> Swee
         let (sender, receiver) = mpsc::channel::<Report>();
         for _ in 0..jobs {
             let sender = sender.clone();
-            let seeds = &seeds;
-            let next = &next;
-            scope.spawn(move || loop {
-                let position = next.fetch_add(1, Ordering::Relaxed);
-                let Some(seed) = seeds.get(position) else {
-                    break;
-                };
-                let plan = options.workload.plan(*seed);
-                let report = run_with(&plan, options.bugs, run_options);
-                if sender.send(report).is_err() {
-                    break;
+            let draw = &draw;
+            scope.spawn(move || {
+                while let Some(seed) = draw.next() {
+                    let plan = options.workload.plan(seed);
+                    let report = run_with(&plan, options.bugs, run_options);
+                    if !report.passed {
+                        draw.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if sender.send(report).is_err() {
+                        break;
+                    }
                 }
             });
         }
         drop(sender);
         for report in receiver {
             summary.add(&report);
-            on_report(&report);
+            if let ControlFlow::Break(why) = on_report(&report) {
+                draw.cancel(why);
+            }
         }
     });
-    summary.finish(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    summary.stopped_early = draw.stopped.into_inner().unwrap_or_else(|e| e.into_inner());
+    summary.finish(
+        &options.seeds,
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
     summary
 }
 
-/// The human summary table.
-pub fn render_summary(summary: &SweepSummary) -> String {
+/// The seeds handed to a sweep's threads, one at a time, until they run
+/// out or the stop rule trips (checked before each draw).
+struct Draw {
+    source: Mutex<Peekable<SeedSource>>,
+    stop: StopRule,
+    started: Instant,
+    failed: AtomicU64,
+    /// Why no more seeds are drawn, once that is so.
+    stopped: Mutex<Option<String>>,
+}
+
+impl Draw {
+    fn next(&self) -> Option<u64> {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if stopped.is_some() {
+            return None;
+        }
+        let mut source = self.source.lock().unwrap_or_else(|e| e.into_inner());
+        // Every seed drawn: the sweep ran to its end, whatever the clock.
+        source.peek()?;
+        let failed = self.failed.load(Ordering::Relaxed);
+        if let Some(why) = self.stop.tripped(self.started.elapsed(), failed) {
+            *stopped = Some(why);
+            return None;
+        }
+        source.next()
+    }
+
+    /// Stops the drawing (the first reason given is kept).
+    fn cancel(&self, why: String) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        stopped.get_or_insert(why);
+    }
+}
+
+/// The human summary table, with the first `failures_shown` failures'
+/// replay lines.
+pub fn render_summary(summary: &SweepSummary, failures_shown: usize) -> String {
     let mut out = String::new();
     let verdict = if summary.passed() { "PASS" } else { "FAIL" };
     let bugs = if summary.bugs.is_empty() {
@@ -459,15 +581,18 @@ pub fn render_summary(summary: &SweepSummary) -> String {
     if !coverage.passed || coverage.message.contains("not enforced") {
         let _ = writeln!(out, "      {}", coverage.message);
     }
-    for failure in summary.failures.iter().take(10) {
+    if let Some(why) = &summary.stopped_early {
+        let _ = writeln!(out, "  stopped early: {why}");
+    }
+    for failure in summary.failures.iter().take(failures_shown) {
         let _ = writeln!(out, "seed {} failed: {}", failure.seed, failure.message);
         let _ = writeln!(out, "  replay: {}", failure.replay);
     }
-    if summary.failures.len() > 10 {
+    if summary.failures.len() > failures_shown {
         let _ = writeln!(
             out,
             "... and {} more failed seeds",
-            summary.failures.len() - 10
+            summary.failures.len() - failures_shown
         );
     }
     out
@@ -476,33 +601,6 @@ pub fn render_summary(summary: &SweepSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shards_parse_and_partition() {
-        assert_eq!("2/3".parse::<Shard>(), Ok(Shard { index: 2, count: 3 }));
-        for bad in ["3/2", "0/2", "1/0", "a/2", "1", "1/b", ""] {
-            assert!(bad.parse::<Shard>().is_err(), "{bad} should not parse");
-        }
-        let seeds: Vec<u64> = (10..20).collect();
-        let mut all: Vec<u64> = (1..=3)
-            .flat_map(|index| Shard { index, count: 3 }.select(&seeds))
-            .collect();
-        all.sort_unstable();
-        assert_eq!(all, seeds);
-        assert_eq!(
-            Shard { index: 1, count: 3 }.select(&seeds),
-            vec![10, 13, 16, 19]
-        );
-    }
-
-    #[test]
-    fn seed_ranges_parse() {
-        assert_eq!(parse_seed_range("5..8"), Ok(5..8));
-        assert_eq!(parse_seed_range(" 0 .. 1 "), Ok(0..1));
-        for bad in ["8..5", "5..5", "a..3", "3..", "..3", "3-5", ""] {
-            assert!(parse_seed_range(bad).is_err(), "{bad} should not parse");
-        }
-    }
 
     #[test]
     fn coverage_lists_what_is_missing_and_is_lenient_for_small_sweeps() {

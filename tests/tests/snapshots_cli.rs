@@ -31,6 +31,15 @@ fn bad_arguments() {
         ("seeds_not_a_number", &["sweep", "--seeds", "abc"][..]),
         ("shard_past_its_count", &["sweep", "--shard", "3/2"][..]),
         ("shard_malformed", &["sweep", "--shard", "two"][..]),
+        (
+            "time_budget_without_unit",
+            &["sweep", "--time-budget", "30"][..],
+        ),
+        (
+            "until_failures_zero",
+            &["sweep", "--until-failures", "0"][..],
+        ),
+        ("merge_without_reports", &["merge"][..]),
         ("unknown_bug", &["sweep", "--bug", "nope"][..]),
         ("empty_seed_range", &["sweep", "--seed-range", "9..2"][..]),
         ("replay_without_seed", &["replay"][..]),

@@ -21,6 +21,7 @@ use clap::Parser;
 use flush_core::bugs::PlantedBug;
 use flush_sim::cli::{load_plan, BugArgs, Cli, Command};
 use flush_sim::report::WorkloadChoice;
+use flush_sim::shard_env::ShardArg;
 use flush_sim::shrink::PlanFile;
 use flush_sim::sweep::{parse_seed_range, Shard};
 
@@ -203,9 +204,9 @@ fn check_args(args: &[OsString]) {
     match &cli.command {
         Command::Sweep(args) => {
             if let Some(range) = &args.selection.seed_range {
-                assert!(range.start < range.end);
+                assert!(range.end.is_none_or(|end| range.start < end));
             }
-            if let Some(shard) = args.shard {
+            if let Some(ShardArg::Fixed(shard)) = args.shard {
                 check_parsed_shard("--shard", shard);
             }
         }

@@ -62,6 +62,19 @@ impl Row {
     }
 }
 
+impl RowValue {
+    /// The stored row this value becomes once a write gives it `sequence`.
+    pub fn at_sequence(self, sequence: u64) -> Row {
+        Row {
+            series: self.series,
+            ts: self.ts,
+            value: self.value,
+            sequence,
+            fields: self.fields,
+        }
+    }
+}
+
 /// Fixed cost of a row: timestamp, value, sequence and the string header.
 pub const ROW_OVERHEAD_BYTES: usize = 8 + 8 + 8 + 24;
 
@@ -80,12 +93,8 @@ pub struct WalEntry {
 impl WalEntry {
     /// The stored rows this entry stands for.
     pub fn to_rows(&self) -> impl Iterator<Item = Row> + '_ {
-        self.rows.iter().enumerate().map(|(index, row)| Row {
-            series: row.series.clone(),
-            ts: row.ts,
-            value: row.value,
-            sequence: self.first_sequence + index as u64,
-            fields: row.fields.clone(),
-        })
+        (self.first_sequence..)
+            .zip(&self.rows)
+            .map(|(sequence, row)| row.clone().at_sequence(sequence))
     }
 }

@@ -68,16 +68,9 @@ async fn write_all(
                 panic!("write {write} to {region_id}: expected an acknowledgement, saw {reply:?}");
             };
             acknowledged.entry(region_id).or_default().extend(
-                batch
-                    .into_iter()
-                    .zip(first_sequence..)
-                    .map(|(row, sequence)| Row {
-                        series: row.series,
-                        ts: row.ts,
-                        value: row.value,
-                        sequence,
-                        fields: Vec::new(),
-                    }),
+                (first_sequence..)
+                    .zip(batch)
+                    .map(|(sequence, row)| row.at_sequence(sequence)),
             );
         }
     }

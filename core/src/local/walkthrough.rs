@@ -59,15 +59,9 @@ pub fn run(dir: &Path) -> Result<Vec<RegionReport>, Box<dyn Error>> {
                 return Err(format!("{region_id}: a write was not acknowledged as one").into());
             };
             written[index].extend(
-                rows.into_iter()
-                    .zip(first_sequence..)
-                    .map(|(row, sequence)| Row {
-                        series: row.series,
-                        ts: row.ts,
-                        value: row.value,
-                        sequence,
-                        fields: Vec::new(),
-                    }),
+                (first_sequence..)
+                    .zip(rows)
+                    .map(|(sequence, row)| row.at_sequence(sequence)),
             );
         }
     }

@@ -3,7 +3,6 @@
 //! same check, saved to a file that `flushsim replay --plan FILE` runs and
 //! fails.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use flush_core::bugs::{Bugs, PlantedBug};
@@ -25,12 +24,6 @@ fn failing_seed(bug: PlantedBug) -> u64 {
         .first()
         .unwrap_or_else(|| panic!("{bug} went unnoticed in 16 seeds"))
         .seed
-}
-
-fn temp_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flushsim-shrink-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
 }
 
 /// The first `count` standard seeds from `MADSIM_TEST_SEED` (default 0) on
@@ -111,7 +104,8 @@ fn flushsim(args: &[&str]) -> (i32, String, String) {
 fn the_cli_shrinks_saves_and_replays_the_minimal_plan() {
     let bug = PlantedBug::ForgetFreeMem;
     let seed = failing_seed(bug).to_string();
-    let path = temp_file("minimal.json");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("minimal.json");
     let out = path.to_string_lossy().into_owned();
     let (code, stdout, stderr) = flushsim(&[
         "shrink",

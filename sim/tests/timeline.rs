@@ -26,9 +26,8 @@ fn busy_seed() -> u64 {
 fn the_timeline_has_a_track_per_worker_and_region() {
     let seed = busy_seed();
     let plan = Plan::from_seed(seed);
-    let dir = std::env::temp_dir().join(format!("flushsim-timeline-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("run.json");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("run.json");
     let output = Command::new(env!("CARGO_BIN_EXE_flushsim"))
         .args(["replay", "--seed", &seed.to_string(), "--timeline"])
         .arg(&path)
@@ -41,7 +40,6 @@ fn the_timeline_has_a_track_per_worker_and_region() {
     );
     let text = std::fs::read_to_string(&path).expect("the timeline file exists");
     let timeline: Value = serde_json::from_str(&text).expect("the timeline is JSON");
-    let _ = std::fs::remove_dir_all(&dir);
     let events = timeline["traceEvents"]
         .as_array()
         .expect("a Chrome trace has traceEvents");

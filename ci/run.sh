@@ -19,9 +19,14 @@ step "fuzz build: started in the background at the lowest priority"
 # only the CPU the steps below leave idle (a build's single-crate tails
 # and links, the test binaries that run on one core, the crash test's
 # waits on fsync), and the fuzz smoke at the end waits for it.
+# It runs in a session of its own, so the trap below can end all of it;
+# where the kernel groups sessions for scheduling (autogroup), nice counts
+# only inside a group, so the group itself is niced too.
 mkdir -p target
 fuzz_build_log=target/fuzz-build.log
-setsid --wait nice -n 19 ci/fuzz-smoke.sh build >"${fuzz_build_log}" 2>&1 &
+setsid --wait bash -c '
+    echo 19 2>/dev/null >/proc/self/autogroup || true
+    exec nice -n 19 ci/fuzz-smoke.sh build' >"${fuzz_build_log}" 2>&1 &
 fuzz_build=$!
 # Whatever ends this script ends the background build too.
 trap 'kill -- -"${fuzz_build}" 2>/dev/null || true' EXIT

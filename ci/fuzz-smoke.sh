@@ -19,23 +19,9 @@
 # - Every target runs with libFuzzer's defaults for leak detection (on) and
 #   RSS (-rss_limit_mb=2048): a run of `sim_plan` ends every task and frees
 #   its world, so a leak is a finding like any other.
-#
-# Usage: ci/fuzz-smoke.sh [build|run|all]   (default: all)
-#   build  installs cargo-fuzz if missing and builds the targets; CI starts
-#          it in the background at the lowest priority, so it fills the
-#          cores the workspace's build and tests leave idle
-#   run    runs each target (building first if the build is not done)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-40}
-PHASE=${1:-all}
-case ${PHASE} in
-    build | run | all) ;;
-    *)
-        echo "usage: ci/fuzz-smoke.sh [build|run|all]" >&2
-        exit 2
-        ;;
-esac
 # A compiler wrapper of the stable toolchain (CI's clippy pass) must not
 # wrap nightly's build.
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
@@ -67,15 +53,10 @@ for target in ${targets}; do
     fi
 done
 
-if [[ ${PHASE} != run ]]; then
-    echo "--- building the fuzz targets (RUSTFLAGS=${RUSTFLAGS} ${FEATURES[*]})"
-    build_started=${SECONDS}
-    cargo +nightly fuzz build "${FEATURES[@]}"
-    echo "build took $((SECONDS - build_started))s"
-fi
-if [[ ${PHASE} == build ]]; then
-    exit 0
-fi
+echo "--- building the fuzz targets (RUSTFLAGS=${RUSTFLAGS} ${FEATURES[*]})"
+build_started=${SECONDS}
+cargo +nightly fuzz build "${FEATURES[@]}"
+echo "build took $((SECONDS - build_started))s"
 
 for target in ${targets}; do
     echo "--- fuzz target ${target}: ${FUZZ_SECONDS}s"

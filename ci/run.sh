@@ -13,24 +13,6 @@ step "toolchain"
 cargo --version
 rustc --version
 
-step "fuzz build: started in the background at the lowest priority"
-# The instrumented fuzz build (every crate again, nightly, about 8
-# minutes) shares nothing with the workspace's build. At nice 19 it takes
-# only the CPU the steps below leave idle (a build's single-crate tails
-# and links, the test binaries that run on one core, the crash test's
-# waits on fsync), and the fuzz smoke at the end waits for it.
-# It runs in a session of its own, so the trap below can end all of it;
-# where the kernel groups sessions for scheduling (autogroup), nice counts
-# only inside a group, so the group itself is niced too.
-mkdir -p target
-fuzz_build_log=target/fuzz-build.log
-setsid --wait bash -c '
-    echo 19 2>/dev/null >/proc/self/autogroup || true
-    exec nice -n 19 ci/fuzz-smoke.sh build' >"${fuzz_build_log}" 2>&1 &
-fuzz_build=$!
-# Whatever ends this script ends the background build too.
-trap 'kill -- -"${fuzz_build}" 2>/dev/null || true' EXIT
-
 step "format"
 cargo fmt --all -- --check
 # fuzz/ is its own workspace, outside `--all`.
@@ -116,14 +98,6 @@ fi
 echo "crash-test canary caught, as it must be"
 
 step "fuzz smoke"
-waited=${SECONDS}
-if ! wait "${fuzz_build}"; then
-    tail -60 "${fuzz_build_log}"
-    echo "FAILED: the fuzz build (log above, ${fuzz_build_log})" >&2
-    exit 1
-fi
-echo "waited $((SECONDS - waited))s for the background fuzz build"
-grep -E '^(---|build took|installing)' "${fuzz_build_log}" || true
-ci/fuzz-smoke.sh run
+ci/fuzz-smoke.sh
 
 step "done in ${SECONDS}s"

@@ -215,9 +215,10 @@ impl RegionWorker {
     /// Post-condition of every request handled, on the shared buffer: it
     /// counts at least the bytes this worker's memtables hold (their
     /// trackers reserved them and free them only when dropped), and its
-    /// mutable count at least this worker's mutable memtables. Other
-    /// workers only add to both, so the check holds under any runtime.
-    /// Only a bug that frees bytes it does not own may break it.
+    /// mutable count at least this worker's mutable memtables. What other
+    /// workers' memtables (and flush jobs still holding frozen ones) count
+    /// is never negative, so the check holds under any runtime and any
+    /// interleaving. Only a bug that frees bytes it does not own breaks it.
     fn assert_buffer_post_conditions(&self) {
         if !cfg!(any(debug_assertions, feature = "strict"))
             || self.config.bugs.breaks_buffer_post_condition()

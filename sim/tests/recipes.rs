@@ -143,7 +143,7 @@ fn the_github_actions_workflow_fans_out_a_matrix_and_merges_it() {
     assert_eq!(download["with"]["merge-multiple"].as_bool(), Some(true));
     let (_, text) = recipe("github-actions.yml");
     let samples = [
-        ("\"$SEED_RANGE\"", "0..100"),
+        ("\"$range\"", "0..100"),
         ("\"shard-${FLUSHSIM_SHARD_INDEX}.jsonl\"", "shard-1.jsonl"),
         ("target/release/flushsim", "flushsim"),
     ];

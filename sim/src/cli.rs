@@ -584,14 +584,7 @@ fn describe_header(header: &StreamHeader) -> String {
         .shard
         .as_ref()
         .map_or(String::new(), |shard| format!(" shard {shard}"));
-    format!(
-        "seeds {}{shard} (flushsim {}, plan generator {}, {} workload, bugs [{}])",
-        header.seed_range,
-        header.identity.flushsim_version,
-        header.identity.plan_generator_version,
-        header.identity.workload,
-        header.identity.bugs.join(", ")
-    )
+    format!("seeds {}{shard} ({})", header.seed_range, header.identity)
 }
 
 fn run_sweep(args: &SweepArgs, options: &SweepOptions, stream: Option<OpenStream>) -> u8 {

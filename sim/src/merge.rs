@@ -92,8 +92,8 @@ impl fmt::Display for MergeProblem {
                 f,
                 "mixed versions: {first} is {}, but {source} is {}; expected every shard from \
                  the same flushsim, plan generator, workload and bugs",
-                describe(first_identity),
-                describe(identity)
+                first_identity,
+                identity
             ),
             MergeProblem::Missing { source, range, seeds } => write!(
                 f,
@@ -124,18 +124,6 @@ impl fmt::Display for MergeProblem {
             ),
         }
     }
-}
-
-fn describe(identity: &SweepIdentity) -> String {
-    let bugs = if identity.bugs.is_empty() {
-        "no bugs".to_string()
-    } else {
-        format!("bugs [{}]", identity.bugs.join(", "))
-    };
-    format!(
-        "flushsim {} with plan generator {}, {} workload, {bugs}",
-        identity.flushsim_version, identity.plan_generator_version, identity.workload
-    )
 }
 
 fn seed_list(seeds: &[u64]) -> String {

@@ -111,6 +111,21 @@ pub struct SweepIdentity {
     pub bugs: Vec<String>,
 }
 
+impl std::fmt::Display for SweepIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "flushsim {} with plan generator {}, {} workload, ",
+            self.flushsim_version, self.plan_generator_version, self.workload
+        )?;
+        if self.bugs.is_empty() {
+            f.write_str("no bugs")
+        } else {
+            write!(f, "bugs [{}]", self.bugs.join(", "))
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Failure {
     pub seed: u64,

@@ -86,6 +86,7 @@ impl Requester {
         let (id, generation, crashed) = self.world.with(|state| {
             let (generation, crashed) = state.crash.watch();
             let step = state.trace.next_step();
+            self.checks.on_request(&request, state.fault_draws());
             let id = self
                 .checks
                 .ledger()

@@ -198,6 +198,7 @@ fn standard_options() -> RunOptions {
         keep_trace: false,
         workload: WorkloadChoice::Standard,
         skip_sampling: false,
+        silenced_rare_state: None,
     }
 }
 

@@ -18,6 +18,7 @@ use crate::bench::{bench, BenchOptions, BenchReport};
 use crate::budget::{StopRule, TimeBudget};
 use crate::merge::{check as check_merge, expand_paths, merge, read_inputs};
 use crate::plan::Plan;
+use crate::recipe::{check_splits, Recipe, Split};
 use crate::report::{Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
 use crate::shard_env::{detect_from_process, ShardArg, ShardEnvError};
@@ -52,6 +53,9 @@ pub enum Command {
     /// one; exit 2 if they do not cover their seeds exactly once, 1 if any
     /// seed failed.
     Merge(MergeArgs),
+    /// Sweep seeds and fork the runs that reach a rare state into other
+    /// futures (splits); exit 1 with a replay line per failed timeline.
+    Explore(ExploreArgs),
     /// Run one seed (or a plan file) alone and print its report.
     Replay(ReplayArgs),
     /// Shrink a failing seed's plan while it fails the same check; print and
@@ -224,6 +228,33 @@ pub struct MergeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExploreArgs {
+    /// Fresh seeds are drawn from this one upwards.
+    #[arg(long, default_value_t = 0)]
+    pub start_seed: u64,
+    /// Stop after this many seconds of wall time.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
+    pub budget_seconds: Option<u64>,
+    /// Stop after this many runs (the same runs every time).
+    #[arg(long, value_name = "RUNS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget_runs: Option<u64>,
+    /// Stop once K timelines have failed.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = parse_until_failures)]
+    pub until_failures: u64,
+    /// Parallel runs (default: available cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// No splits: a plain sweep from --start-seed, counted the same way.
+    #[arg(long)]
+    pub plain: bool,
+    #[command(flatten)]
+    pub bug: BugArgs,
+    /// Print one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ReplayArgs {
     #[arg(long, required_unless_present = "plan")]
     pub seed: Option<u64>,
@@ -231,6 +262,10 @@ pub struct ReplayArgs {
     /// `--print-plan` prints it, or as `shrink` saves it, with its bugs).
     #[arg(long, value_name = "FILE", conflicts_with = "seed")]
     pub plan: Option<PathBuf>,
+    /// Follow this timeline of the seed (as `explore` prints it):
+    /// `DRAW:SEED` splits, comma-separated, where the fault streams fork.
+    #[arg(long, value_name = "SPLITS", requires = "seed", value_parser = Recipe::parse)]
+    pub recipe: Option<Recipe>,
     #[command(flatten)]
     pub bug: BugArgs,
     /// Print the full event trace.
@@ -255,6 +290,10 @@ pub struct ShrinkArgs {
     /// Shrink the plan in this JSON file instead of the seed's.
     #[arg(long, value_name = "FILE", conflicts_with = "seed")]
     pub plan: Option<PathBuf>,
+    /// Follow this timeline of the seed (as `explore` prints it):
+    /// `DRAW:SEED` splits, comma-separated, where the fault streams fork.
+    #[arg(long, value_name = "SPLITS", requires = "seed", value_parser = Recipe::parse)]
+    pub recipe: Option<Recipe>,
     #[command(flatten)]
     pub bug: BugArgs,
     /// Where to save the minimal plan (default: shrunk-seed-S.json).
@@ -309,6 +348,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Sweep(args) => cmd_sweep(&args),
         Command::Merge(args) => cmd_merge(&args),
+        Command::Explore(args) => cmd_explore(&args),
         Command::Replay(args) => cmd_replay(&args),
         Command::Shrink(args) => cmd_shrink(&args),
         Command::CheckDeterminism(args) => cmd_check_determinism(&args),
@@ -321,6 +361,32 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+fn cmd_explore(args: &ExploreArgs) -> u8 {
+    use crate::explore::{explore, render, ExploreOptions};
+    if args.budget_seconds.is_none() && args.budget_runs.is_none() {
+        return usage_error("explore needs a budget: --budget-seconds N or --budget-runs N");
+    }
+    let options = ExploreOptions {
+        start_seed: args.start_seed,
+        jobs: args.jobs.unwrap_or_else(default_jobs).max(1),
+        bugs: args.bug.bugs(),
+        workload: args.bug.workload,
+        budget_time: args.budget_seconds.map(std::time::Duration::from_secs),
+        budget_runs: args.budget_runs,
+        until_failures: args.until_failures,
+        plain: args.plain,
+    };
+    let exploration = explore(&options, |_| {});
+    if args.json {
+        if !print_json(&exploration) {
+            return EXIT_FAIL;
+        }
+    } else {
+        print!("{}", render(&exploration, &options));
+    }
+    verdict(exploration.passed())
 }
 
 fn cmd_bench_engine(args: &BenchEngineArgs) -> u8 {
@@ -483,6 +549,7 @@ fn prepare_sweep(args: &SweepArgs) -> Result<(SweepOptions, Option<OpenStream>),
         workload: args.bug.workload,
         shard: resolve_shard(args.shard).map_err(|error| error.to_string())?,
         stop,
+        silenced_rare_state: None,
     };
     let stream = open_stream(args, &options)?;
     Ok((options, stream))
@@ -684,22 +751,34 @@ fn cmd_merge(args: &MergeArgs) -> u8 {
 pub fn load_plan(
     plan_file: Option<&Path>,
     seed: Option<u64>,
+    recipe: Option<&[Split]>,
     bug: &BugArgs,
 ) -> Result<(Plan, Bugs), String> {
     match (plan_file, seed) {
         (Some(path), _) => {
             let file = PlanFile::read(path)?;
+            check_splits(&file.plan.splits)
+                .map_err(|error| format!("plan {}: {error}", path.display()))?;
             let bugs = file.bugs()?;
             let bugs = bug.bugs().iter().fold(bugs, |bugs, bug| bugs.with(bug));
             Ok((file.plan, bugs))
         }
-        (None, Some(seed)) => Ok((bug.workload.plan(seed), bug.bugs())),
+        (None, Some(seed)) => {
+            let mut plan = bug.workload.plan(seed);
+            plan.splits = recipe.unwrap_or_default().to_vec();
+            Ok((plan, bug.bugs()))
+        }
         (None, None) => Err("give --seed S or --plan FILE".to_string()),
     }
 }
 
 fn cmd_replay(args: &ReplayArgs) -> u8 {
-    let (plan, bugs) = match load_plan(args.plan.as_deref(), args.seed, &args.bug) {
+    let (plan, bugs) = match load_plan(
+        args.plan.as_deref(),
+        args.seed,
+        args.recipe.as_ref().map(|recipe| recipe.0.as_slice()),
+        &args.bug,
+    ) {
         Ok(loaded) => loaded,
         Err(message) => return usage_error(&message),
     };
@@ -722,6 +801,7 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
         keep_trace,
         workload: args.bug.workload,
         skip_sampling: false,
+        silenced_rare_state: None,
     };
     let mut report = run_with(&plan, bugs, options);
     if let Some(path) = &args.plan {
@@ -778,7 +858,12 @@ struct ShrinkReport {
 }
 
 fn cmd_shrink(args: &ShrinkArgs) -> u8 {
-    let (plan, bugs) = match load_plan(args.plan.as_deref(), args.seed, &args.bug) {
+    let (plan, bugs) = match load_plan(
+        args.plan.as_deref(),
+        args.seed,
+        args.recipe.as_ref().map(|recipe| recipe.0.as_slice()),
+        &args.bug,
+    ) {
         Ok(loaded) => loaded,
         Err(message) => return usage_error(&message),
     };
@@ -796,6 +881,7 @@ fn cmd_shrink(args: &ShrinkArgs) -> u8 {
             keep_trace: false,
             workload: args.bug.workload,
             skip_sampling: false,
+            silenced_rare_state: None,
         },
     };
     if !args.json {
@@ -949,6 +1035,7 @@ fn cmd_check_determinism(args: &DeterminismArgs) -> u8 {
                 workload,
                 shard: None,
                 stop: StopRule::default(),
+                silenced_rare_state: None,
             },
             |_| {},
         )

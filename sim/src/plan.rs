@@ -15,6 +15,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::recipe::Split;
+
 /// Version of the plan generator: what [`Plan::from_seed`] and
 /// [`Plan::standard`] draw for a given seed. Every sweep report and JSONL
 /// stream records it, and `flushsim merge` refuses shards whose versions
@@ -31,6 +33,10 @@ pub struct Plan {
     pub seed: u64,
     pub workload: Workload,
     pub faults: FaultMix,
+    /// Where this run's timeline forks from the seed's (see
+    /// [`crate::recipe`]); none for a seed's own run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<Split>,
 }
 
 impl Plan {
@@ -51,6 +57,7 @@ impl Plan {
             seed,
             workload,
             faults,
+            splits: Vec::new(),
         }
     }
 
@@ -62,6 +69,7 @@ impl Plan {
             seed,
             workload: Workload::standard(),
             faults: FaultMix::draw(&mut rng),
+            splits: Vec::new(),
         }
     }
 

@@ -8,8 +8,9 @@ use flush_core::bugs::Bugs;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::RequestCounts;
-use crate::oracle::CheckResult;
+use crate::oracle::{CheckResult, RareState, Reach};
 use crate::plan::{FaultMix, Plan};
+use crate::recipe::format_splits;
 use crate::world::trace::TraceLine;
 
 /// Which workload a seed's plan uses; part of the replay line.
@@ -47,6 +48,13 @@ pub struct Report {
     pub faults: BTreeMap<String, u64>,
     /// Core events per mark.
     pub marks: BTreeMap<String, u64>,
+    /// How often the run reached each rare state (every state listed).
+    #[serde(default)]
+    pub rare_states: BTreeMap<String, u64>,
+    /// The rare states reached, with the fault draw of each first reach
+    /// (where exploration splits the timeline).
+    #[serde(skip)]
+    pub rare_reached: BTreeMap<RareState, Reach>,
     pub flushes: u64,
     /// SSTs no manifest lists, left at the end.
     pub orphans: u64,
@@ -70,9 +78,28 @@ pub struct Report {
     pub trace: Vec<TraceLine>,
 }
 
-/// The command that reproduces one run alone.
-pub fn replay_line(seed: u64, bugs: Bugs, workload: WorkloadChoice) -> String {
-    let mut line = format!("cargo run -p flush-sim --release -- replay --seed {seed}");
+/// Every rare state with how often `reached` reached it (zeros included,
+/// so a report lists them all).
+pub fn rare_state_counts(reached: &BTreeMap<RareState, Reach>) -> BTreeMap<String, u64> {
+    RareState::ALL
+        .iter()
+        .map(|state| {
+            let count = reached.get(state).map_or(0, |reach| reach.count);
+            (state.as_str().to_string(), count)
+        })
+        .collect()
+}
+
+/// The command that reproduces one run alone: its seed, the splits of
+/// its timeline if it has any, its bugs and workload.
+pub fn replay_line(plan: &Plan, bugs: Bugs, workload: WorkloadChoice) -> String {
+    let mut line = format!(
+        "cargo run -p flush-sim --release -- replay --seed {}",
+        plan.seed
+    );
+    if !plan.splits.is_empty() {
+        let _ = write!(line, " --recipe {}", format_splits(&plan.splits));
+    }
     for bug in bugs.iter() {
         let _ = write!(line, " --bug {}", bug.name());
     }

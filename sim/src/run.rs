@@ -39,10 +39,11 @@ use crate::crash::{CrashActor, CrashContext};
 use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::Origin;
 use crate::oracle::{
-    self, BufferReading, CheckResult, Checks, LivenessObservation, Observations, Sampler, SstCache,
+    self, BufferReading, CheckResult, Checks, LivenessObservation, Observations, RareState,
+    Sampler, SstCache, WatchSettings,
 };
 use crate::plan::{stream_rng, FaultClass, Plan, Workload, STREAM_CLIENT_BASE};
-use crate::report::{replay_line, Report, WorkloadChoice};
+use crate::report::{rare_state_counts, replay_line, Report, WorkloadChoice};
 use crate::world::notifier::WorkerRouter;
 use crate::world::trace::format_hash;
 use crate::world::wait_until;
@@ -70,6 +71,9 @@ pub struct RunOptions {
     /// Turn the in-run sampling off. It only looks (a test holds it to
     /// that: the trace stays the same), so this only loses its checks.
     pub skip_sampling: bool,
+    /// A rare state whose trigger is switched off: never reported reached
+    /// (how a test shows `fault_coverage` failing on a state at zero).
+    pub silenced_rare_state: Option<RareState>,
 }
 
 /// Runs `plan` with `bugs` planted and judges it.
@@ -190,6 +194,8 @@ fn failed_to_run(
         requests: Default::default(),
         faults: BTreeMap::new(),
         marks: BTreeMap::new(),
+        rare_states: BTreeMap::new(),
+        rare_reached: BTreeMap::new(),
         flushes: 0,
         orphans: 0,
         orphans_purged: 0,
@@ -199,7 +205,7 @@ fn failed_to_run(
         sim_ms: 0,
         wall_ms: 0,
         fault_mix: plan.faults.clone(),
-        replay: replay_line(plan.seed, bugs, options.workload),
+        replay: replay_line(plan, bugs, options.workload),
         trace: Vec::new(),
     }
 }
@@ -208,7 +214,11 @@ fn run_on_this_thread(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
     let runtime = Runtime::with_seed_and_config(plan.seed, madsim::Config::default());
     let (during_flush_tx, during_flush_rx) = mpsc::unbounded();
     // The run owns its checks; the world only calls their hooks.
-    let checks = Arc::new(Checks::default());
+    let checks = Arc::new(Checks::new(WatchSettings {
+        workers: plan.workload.workers,
+        notify_retry_limit: plan.workload.notify_retry_limit,
+        silenced: options.silenced_rare_state,
+    }));
     let hooks = checks.clone();
     let world = Arc::new(
         runtime.block_on(async { World::new(plan, options.keep_trace, during_flush_tx, hooks) }),
@@ -335,6 +345,7 @@ fn build_report(
             })
             .collect();
         let orphans_purged = marks.get("orphan_purged").copied().unwrap_or(0);
+        let rare_reached = run_checks.rare_states().reached().clone();
         Report {
             seed: plan.seed,
             bugs: bugs.iter().map(|bug| bug.name().to_string()).collect(),
@@ -347,6 +358,8 @@ fn build_report(
             faults,
             flushes: marks.get("flush_committed").copied().unwrap_or(0),
             marks,
+            rare_states: rare_state_counts(&rare_reached),
+            rare_reached,
             orphans: stats.orphans,
             orphans_purged,
             crashes: state.crash.records.len() as u64,
@@ -355,7 +368,7 @@ fn build_report(
             sim_ms,
             wall_ms: 0,
             fault_mix: plan.faults.clone(),
-            replay: replay_line(plan.seed, bugs, options.workload),
+            replay: replay_line(plan, bugs, options.workload),
             trace: state.trace.take_lines(),
         }
     })

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::budget::StopRule;
 use crate::check::Check;
 use crate::ledger::RequestCounts;
-use crate::oracle::CheckResult;
+use crate::oracle::{CheckResult, RareState};
 use crate::plan::{FaultClass, PLAN_GENERATOR_VERSION};
 use crate::report::{Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
@@ -70,6 +70,9 @@ pub struct SweepOptions {
     pub shard: Option<Shard>,
     /// When to stop before the end of `seeds` (required for an open range).
     pub stop: StopRule,
+    /// A rare state whose trigger is off in every run (tests only: a
+    /// sweep that never reaches it must fail `fault_coverage`).
+    pub silenced_rare_state: Option<RareState>,
 }
 
 impl SweepOptions {
@@ -83,6 +86,7 @@ impl SweepOptions {
             workload: WorkloadChoice::Sweep,
             shard: None,
             stop: StopRule::default(),
+            silenced_rare_state: None,
         }
     }
 
@@ -166,6 +170,9 @@ pub struct SweepSummary {
     pub requests: RequestCounts,
     pub faults: BTreeMap<String, u64>,
     pub marks: BTreeMap<String, u64>,
+    /// Seeds that reached each rare state (every state listed).
+    #[serde(default)]
+    pub rare_states: BTreeMap<String, u64>,
     pub checks: BTreeMap<String, CheckTally>,
     pub fault_coverage: CheckResult,
     pub failures: Vec<Failure>,
@@ -210,6 +217,10 @@ impl SweepSummary {
                 .map(|class| (class.name().to_string(), 0))
                 .collect(),
             marks: BTreeMap::new(),
+            rare_states: RareState::ALL
+                .iter()
+                .map(|state| (state.as_str().to_string(), 0))
+                .collect(),
             checks: BTreeMap::new(),
             fault_coverage: CheckResult::pass(Check::FaultCoverage, "not computed"),
             failures: Vec::new(),
@@ -250,6 +261,9 @@ impl SweepSummary {
         }
         for (mark, count) in &report.marks {
             *self.marks.entry(mark.clone()).or_default() += count;
+        }
+        for (state, count) in &report.rare_states {
+            *self.rare_states.entry(state.clone()).or_default() += u64::from(*count > 0);
         }
         for check in &report.checks {
             let tally = self.checks.entry(check.name.clone()).or_default();
@@ -297,6 +311,9 @@ impl SweepSummary {
         }
         for (mark, count) in &other.marks {
             *self.marks.entry(mark.clone()).or_default() += count;
+        }
+        for (state, seeds) in &other.rare_states {
+            *self.rare_states.entry(state.clone()).or_default() += seeds;
         }
         for (name, tally) in &other.checks {
             let mine = self.checks.entry(name.clone()).or_default();
@@ -353,45 +370,67 @@ impl SweepSummary {
     }
 }
 
-/// `fault_coverage`: every fault class injected and every required mark
-/// reached somewhere in the sweep.
+/// Below this many seeds a rare state at zero is reported but not
+/// enforced: each is reached by a few percent of seeds, so a sweep this
+/// long misses one only by a chance too small to flake on, and CI's fixed
+/// range is this long.
+pub const RARE_STATE_MIN_SEEDS: u64 = 500;
+
+/// `fault_coverage`: every fault class injected, every required mark and
+/// every rare state reached somewhere in the sweep.
 pub fn fault_coverage(summary: &SweepSummary) -> CheckResult {
-    let missing_faults: Vec<&str> = summary
-        .faults
-        .iter()
-        .filter(|(_, count)| **count == 0)
-        .map(|(class, _)| class.as_str())
-        .collect();
+    let missing_faults = zero_counts(&summary.faults);
     let missing_marks: Vec<&str> = REQUIRED_MARKS
         .iter()
         .copied()
         .filter(|mark| summary.marks.get(*mark).copied().unwrap_or(0) == 0)
         .collect();
-    if missing_faults.is_empty() && missing_marks.is_empty() {
+    let missing_rare = zero_counts(&summary.rare_states);
+    let enforced = summary.seeds_run >= COVERAGE_MIN_SEEDS;
+    let rare_enforced = summary.seeds_run >= RARE_STATE_MIN_SEEDS;
+    if missing_faults.is_empty() && missing_marks.is_empty() && missing_rare.is_empty() {
         return CheckResult::pass(
             Check::FaultCoverage,
             format!(
-                "all {} fault classes and {} marks hit",
+                "all {} fault classes, {} marks and {} rare states hit",
                 summary.faults.len(),
-                REQUIRED_MARKS.len()
+                REQUIRED_MARKS.len(),
+                summary.rare_states.len()
             ),
         );
     }
     let message = format!(
-        "{}: expected every fault class and mark hit at least once in {} seeds, saw none of \
-         faults [{}] marks [{}]",
+        "{}: expected every fault class, mark and rare state hit at least once in {} seeds, \
+         saw none of faults [{}] marks [{}] rare states [{}]",
         Check::FaultCoverage,
         summary.seeds_run,
         missing_faults.join(", "),
-        missing_marks.join(", ")
+        missing_marks.join(", "),
+        missing_rare.join(", ")
     );
-    if summary.seeds_run < COVERAGE_MIN_SEEDS {
-        return CheckResult::pass(
-            Check::FaultCoverage,
-            format!("not enforced below {COVERAGE_MIN_SEEDS} seeds; {message}"),
-        );
+    let fails =
+        enforced && (!missing_faults.is_empty() || !missing_marks.is_empty() || rare_enforced);
+    if fails {
+        return CheckResult::fail(Check::FaultCoverage, message);
     }
-    CheckResult::fail(Check::FaultCoverage, message)
+    let threshold = if enforced {
+        RARE_STATE_MIN_SEEDS
+    } else {
+        COVERAGE_MIN_SEEDS
+    };
+    CheckResult::pass(
+        Check::FaultCoverage,
+        format!("not enforced below {threshold} seeds; {message}"),
+    )
+}
+
+/// The names whose count is zero.
+fn zero_counts(counts: &BTreeMap<String, u64>) -> Vec<&str> {
+    counts
+        .iter()
+        .filter(|(_, count)| **count == 0)
+        .map(|(name, _)| name.as_str())
+        .collect()
 }
 
 /// Runs every seed of `options`, calling `on_report` as each finishes (in
@@ -434,6 +473,7 @@ pub fn sweep_resumed(
         keep_trace: false,
         workload: options.workload,
         skip_sampling: false,
+        silenced_rare_state: options.silenced_rare_state,
     };
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::channel::<Report>();
@@ -581,6 +621,10 @@ pub fn render_summary(summary: &SweepSummary, failures_shown: usize) -> String {
     let _ = writeln!(out, "  faults injected:");
     for (class, count) in &summary.faults {
         let _ = writeln!(out, "    {class:<24} {count}");
+    }
+    let _ = writeln!(out, "  rare states (seeds reached):");
+    for (state, seeds) in &summary.rare_states {
+        let _ = writeln!(out, "    {state:<36} {seeds}");
     }
     let _ = writeln!(out, "  checks (seeds passed / failed):");
     for (name, tally) in &summary.checks {

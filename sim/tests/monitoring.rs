@@ -19,6 +19,7 @@ fn turning_the_sampling_off_leaves_the_trace_hash_unchanged() {
             Bugs::NONE,
             RunOptions {
                 skip_sampling: true,
+                silenced_rare_state: None,
                 ..RunOptions::default()
             },
         );

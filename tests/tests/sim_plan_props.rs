@@ -115,6 +115,7 @@ fn plan() -> impl Strategy<Value = Plan> {
         seed,
         workload,
         faults,
+        splits: Vec::new(),
     })
 }
 

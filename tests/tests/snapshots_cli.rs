@@ -76,7 +76,7 @@ fn plan_error(path: &std::path::Path) -> String {
         bugs: Vec::new(),
         workload: WorkloadChoice::Sweep,
     };
-    match load_plan(Some(path), None, &no_bugs) {
+    match load_plan(Some(path), None, None, &no_bugs) {
         Ok(_) => panic!("{} loaded", path.display()),
         Err(message) => format!(
             "$ flushsim replay --plan FILE\nexit {EXIT_USAGE}\nerror: {}",

@@ -23,6 +23,7 @@ fn traced(plan: &Plan) -> Report {
             keep_trace: true,
             workload: WorkloadChoice::Sweep,
             skip_sampling: false,
+            silenced_rare_state: None,
         },
     )
 }

@@ -13,10 +13,13 @@ use std::sync::{Mutex, MutexGuard};
 use flush_core::buffer::WriteBufferManager;
 use flush_core::events::CoreEvent;
 use flush_core::ids::RegionId;
-use flush_core::manifest::RegionManifest;
+use flush_core::manifest::{LeaderState, RegionManifest};
+use flush_core::request::Request;
 
+use super::rare_states::{Moment, RareStates, Waiting, WatchSettings};
 use crate::check::Check;
 use crate::ledger::Ledger;
+use crate::world::crash::CrashWindow;
 use crate::world::hooks::Hooks;
 use crate::world::World;
 
@@ -73,6 +76,7 @@ pub struct Checks {
     ledger: Mutex<Ledger>,
     violations: Mutex<Violations>,
     flushes: Mutex<FlushBook>,
+    rare: Mutex<RareStates>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,6 +86,56 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Checks {
+    /// Checks of a run whose rare states are watched with `settings`.
+    pub fn new(settings: WatchSettings) -> Self {
+        Checks {
+            rare: Mutex::new(RareStates::new(settings)),
+            ..Checks::default()
+        }
+    }
+
+    /// The rare states the run reached so far.
+    pub fn rare_states(&self) -> MutexGuard<'_, RareStates> {
+        lock(&self.rare)
+    }
+
+    /// A client or the injector sends `request`, `draw` fault draws into
+    /// the run. Called under the world's lock (hence the draw passed in).
+    pub fn on_request(&self, request: &Request, draw: u64) {
+        let moment = Moment {
+            draw,
+            ..Moment::default()
+        };
+        self.rare_states().on_request(request, &moment);
+    }
+
+    /// Rare states the event may complete, judged at this moment.
+    fn watch_rare_states(
+        &self,
+        world: &World,
+        event: &CoreEvent,
+        buffer: Option<&WriteBufferManager>,
+    ) {
+        let moment = Moment {
+            draw: world.with(|state| state.fault_draws()),
+            stalled_writes: buffer.map_or(0, WriteBufferManager::stalled_writes),
+            flushes_running: buffer.map_or(0, WriteBufferManager::flushes_running),
+        };
+        let waiting = RareStates::needs_waiting(event)
+            .map(|region_id| self.waiting(region_id))
+            .unwrap_or_default();
+        self.rare_states().on_core_event(event, &moment, waiting);
+    }
+
+    /// Which requests of `region_id` still wait for an answer.
+    fn waiting(&self, region_id: RegionId) -> Waiting {
+        let alter = self
+            .ledger()
+            .pending()
+            .any(|entry| entry.region_id == region_id && entry.kind == "alter");
+        Waiting { alter }
+    }
+
     /// Every request the clients sent and what each got.
     pub fn ledger(&self) -> MutexGuard<'_, Ledger> {
         lock(&self.ledger)
@@ -149,6 +203,7 @@ impl Checks {
 
 impl Hooks for Checks {
     fn on_core_event(&self, world: &World, event: &CoreEvent, buffer: Option<&WriteBufferManager>) {
+        self.watch_rare_states(world, event, buffer);
         match event {
             CoreEvent::FlushJobStarted { region_id, epoch } => {
                 self.check_job_start(world, *region_id, *epoch);
@@ -190,6 +245,8 @@ impl Hooks for Checks {
         last_entry_id: u64,
     ) {
         let region_id = after.region_id;
+        self.rare_states()
+            .on_leader_state(region_id, after.leader_state == LeaderState::Downgrading);
         if after.dropped {
             return;
         }
@@ -228,9 +285,16 @@ impl Hooks for Checks {
 
     fn on_commit_in_doubt(&self, region_id: RegionId) {
         self.flushes().in_doubt.insert(region_id);
+        self.rare_states().on_commit_in_doubt(region_id);
     }
 
-    fn on_engine_gone(&self) {
+    fn on_engine_gone(&self, world: &World, window: CrashWindow, jobs_running: usize) {
+        let moment = Moment {
+            draw: world.with(|state| state.fault_draws()),
+            stalled_writes: 0,
+            flushes_running: jobs_running,
+        };
+        self.rare_states().on_engine_gone(window, &moment);
         let mut flushes = self.flushes();
         flushes.unapplied.clear();
         flushes.in_doubt.clear();

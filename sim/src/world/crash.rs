@@ -236,7 +236,7 @@ impl World {
         };
         let step = self.record_fault(class, None, &detail);
         let now = self.now_us();
-        let generation = self.with(|state| {
+        let (generation, jobs_running) = self.with(|state| {
             let crash = &mut state.crash;
             crash.generation += 1;
             let (signal, watch) = oneshot::channel();
@@ -251,11 +251,11 @@ impl World {
             });
             state.trace.mark(window.mark());
             // Flush jobs died with the engine.
-            state.flush_jobs_running.clear();
+            let jobs_running = std::mem::take(&mut state.flush_jobs_running).len();
             state.current_job = None;
-            state.crash.generation
+            (state.crash.generation, jobs_running)
         });
-        self.hooks().on_engine_gone();
+        self.hooks().on_engine_gone(self, window, jobs_running);
         generation
     }
 

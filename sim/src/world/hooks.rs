@@ -11,6 +11,7 @@ use flush_core::events::CoreEvent;
 use flush_core::ids::RegionId;
 use flush_core::manifest::RegionManifest;
 
+use super::crash::CrashWindow;
 use super::World;
 
 pub trait Hooks: Send + Sync {
@@ -33,8 +34,9 @@ pub trait Hooks: Send + Sync {
     /// that it committed (a failure reported after the save, a panic).
     fn on_commit_in_doubt(&self, region_id: RegionId);
 
-    /// An engine crashed or stopped: its flush jobs died with it.
-    fn on_engine_gone(&self);
+    /// An engine crashed or stopped (`window` says how): its
+    /// `jobs_running` flush jobs died with it.
+    fn on_engine_gone(&self, world: &World, window: CrashWindow, jobs_running: usize);
 }
 
 /// Hooks that watch nothing: a world built outside a run.
@@ -47,5 +49,5 @@ impl Hooks for NoHooks {
 
     fn on_commit_in_doubt(&self, _: RegionId) {}
 
-    fn on_engine_gone(&self) {}
+    fn on_engine_gone(&self, _: &World, _: CrashWindow, _: usize) {}
 }

@@ -38,6 +38,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::plan::{
     stream_rng, FaultClass, FaultMix, Plan, Workload, STREAM_FAULT_BASE, STREAM_WORLD,
 };
+use crate::recipe::Split;
 use crash::CrashState;
 use hooks::Hooks;
 use trace::Trace;
@@ -89,6 +90,11 @@ pub struct WorldState {
     pub crash: CrashState,
     next_job_id: u64,
     next_schema_version: u64,
+    /// Fault decisions drawn so far, over every class: the clock a
+    /// timeline's splits are set by.
+    fault_draws: u64,
+    /// Splits of the plan not reached yet, the next one last.
+    splits: Vec<Split>,
 }
 
 impl WorldState {
@@ -111,6 +117,36 @@ impl WorldState {
         regions.sort_unstable();
         regions.dedup();
         regions
+    }
+
+    /// Forks the timeline if the next split is at this draw: every fault
+    /// stream and the world's own stream start over from the split's seed,
+    /// each on its usual stream number.
+    fn split_if_due(&mut self, now_us: u64) {
+        let due = self
+            .splits
+            .last()
+            .is_some_and(|split| split.at_draw == self.fault_draws);
+        if !due {
+            return;
+        }
+        let Some(split) = self.splits.pop() else {
+            return;
+        };
+        self.rng = stream_rng(split.seed, STREAM_WORLD);
+        for (class, rng) in FaultClass::ALL.iter().zip(&mut self.fault_rngs) {
+            *rng = stream_rng(split.seed, STREAM_FAULT_BASE + class.index() as u64);
+        }
+        self.trace.record(
+            now_us,
+            "split",
+            format!("draw {}: streams from seed {}", split.at_draw, split.seed),
+        );
+    }
+
+    /// Fault decisions drawn so far in the run.
+    pub fn fault_draws(&self) -> u64 {
+        self.fault_draws
     }
 
     pub fn next_schema_version(&mut self) -> u64 {
@@ -182,6 +218,8 @@ impl World {
                 crash: CrashState::new(),
                 next_job_id: 0,
                 next_schema_version: 0,
+                fault_draws: 0,
+                splits: plan.splits.iter().rev().copied().collect(),
             }),
             during_flush,
             nodes: Mutex::new(Vec::new()),
@@ -285,7 +323,12 @@ impl World {
         let Some(probability) = self.mix.probability(class) else {
             return false;
         };
-        self.with(|state| state.fault_rngs[class.index()].gen_bool(probability))
+        let now = self.now_us();
+        self.with(|state| {
+            state.split_if_due(now);
+            state.fault_draws += 1;
+            state.fault_rngs[class.index()].gen_bool(probability)
+        })
     }
 
     /// Counts and traces a fault of `class` decided elsewhere; returns its

@@ -160,7 +160,7 @@ fn check_plan_file(bytes: &[u8]) {
         bugs: Vec::new(),
         workload: WorkloadChoice::Sweep,
     };
-    let loaded = load_plan(Some(path), None, &no_bugs);
+    let loaded = load_plan(Some(path), None, None, &no_bugs);
     // The same text parsed in memory agrees with the file.
     if let Ok(text) = std::str::from_utf8(bytes) {
         let parsed = PlanFile::from_json(text).and_then(|file| Ok((file.bugs()?, file.plan)));
@@ -223,7 +223,7 @@ fn check_args(args: &[OsString]) {
 }
 
 fn check_load(seed: Option<u64>, bug: &BugArgs) {
-    match load_plan(None, seed, bug) {
+    match load_plan(None, seed, None, bug) {
         Ok((plan, bugs)) => {
             assert_eq!(Some(plan.seed), seed);
             assert_eq!(bugs.iter().count(), {

@@ -213,6 +213,7 @@ impl PlanInput {
             seed: self.seed,
             workload,
             faults: FaultMix { classes },
+            splits: Vec::new(),
         }
     }
 

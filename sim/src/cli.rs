@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::bench::{bench, BenchOptions, BenchReport};
 use crate::budget::{StopRule, TimeBudget};
+use crate::explore::describe_timeline;
 use crate::merge::{check as check_merge, expand_paths, merge, read_inputs};
 use crate::plan::Plan;
 use crate::recipe::{check_splits, Recipe, Split};
@@ -793,8 +794,10 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
     let keep_trace = args.trace || args.timeline.is_some();
     if !args.json {
         eprintln!(
-            "replaying seed {} ({}), faults: {}",
-            plan.seed, plan.workload.name, plan.faults
+            "replaying {} ({}), faults: {}",
+            describe_timeline(&plan),
+            plan.workload.name,
+            plan.faults
         );
     }
     let options = RunOptions {
@@ -886,8 +889,10 @@ fn cmd_shrink(args: &ShrinkArgs) -> u8 {
     };
     if !args.json {
         eprintln!(
-            "shrinking seed {} ({}), faults: {}",
-            plan.seed, plan.workload.name, plan.faults
+            "shrinking {} ({}), faults: {}",
+            describe_timeline(&plan),
+            plan.workload.name,
+            plan.faults
         );
     }
     let quiet = args.json;

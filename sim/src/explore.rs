@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::oracle::{RareState, Reach};
 use crate::plan::Plan;
-use crate::recipe::{child_seed, Split, MAX_SPLITS};
+use crate::recipe::{child_seed, format_splits, Split, MAX_SPLITS};
 use crate::report::{Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
 use crate::sweep::Failure;
@@ -360,4 +360,13 @@ pub fn render(exploration: &Exploration, options: &ExploreOptions) -> String {
         );
     }
     out
+}
+
+/// A timeline in messages: `seed S`, or `seed S recipe D:S,…` when it forks.
+pub fn describe_timeline(plan: &Plan) -> String {
+    if plan.splits.is_empty() {
+        format!("seed {}", plan.seed)
+    } else {
+        format!("seed {} recipe {}", plan.seed, format_splits(&plan.splits))
+    }
 }

@@ -9,7 +9,9 @@
 //! named by its JSON path with what was expected and what was seen.
 //!
 //! The plans the generator draws ([`Plan::from_seed`], [`Plan::standard`])
-//! always pass.
+//! and those the fuzz targets decode always pass, and [`crate::run::run_with`]
+//! holds them to it: a generator change that draws a bad plan fails the
+//! first sweep that draws one.
 //!
 //! # Caps
 //!
@@ -383,6 +385,22 @@ mod tests {
                 "workload.writes_per_client = 10000: expected at most 1000000 writes in all, \
               saw workload.clients (200) × workload.writes_per_client = 2000000"
             ]
+        );
+    }
+
+    #[test]
+    fn a_run_refuses_a_plan_that_does_not_validate() {
+        let mut plan = Plan::from_seed(1);
+        plan.workload.monitor_tick_ms = 0;
+        let report = crate::run(&plan, flush_core::bugs::Bugs::NONE);
+        assert!(!report.passed);
+        assert_eq!(report.events, 0, "nothing ran");
+        assert_eq!(
+            report.first_failure().map(|check| check.message.as_str()),
+            Some(
+                "no_panic: assertion failed: the plan validates: \
+                 workload.monitor_tick_ms = 0: expected at least 1"
+            )
         );
     }
 

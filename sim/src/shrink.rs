@@ -446,9 +446,15 @@ impl PlanFile {
         serde_json::to_string_pretty(self).expect("plans are plain data and always serialise")
     }
 
+    /// Parses a plan file and checks it: its bugs must exist and its plan
+    /// must be one the simulator can run ([`Plan::validate`]), so a bad
+    /// file is refused before anything runs.
     pub fn from_json(text: &str) -> Result<PlanFile, String> {
         let file: PlanFile = serde_json::from_str(text).map_err(|error| error.to_string())?;
         file.bugs()?;
+        file.plan
+            .validate()
+            .map_err(|problems| problems.to_string())?;
         Ok(file)
     }
 
@@ -519,5 +525,12 @@ mod tests {
         assert!(read.bugs.is_empty());
         let bad = file.to_json().replace("free-twice", "no-such-bug");
         assert!(PlanFile::from_json(&bad).is_err());
+        let mut unrunnable = Plan::from_seed(3);
+        unrunnable.workload.workers = 0;
+        let unrunnable = PlanFile::new(unrunnable, Bugs::NONE).to_json();
+        assert_eq!(
+            PlanFile::from_json(&unrunnable),
+            Err("workload.workers = 0: expected at least 1".to_string())
+        );
     }
 }

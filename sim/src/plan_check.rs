@@ -28,12 +28,17 @@
 //!   (except the writes), so a plan at several caps at once may be slow.
 //! - Latencies and pauses are capped lower: the run's own waits are fixed
 //!   (5 s for a restart, a graceful stop or an inspection), and a plan
-//!   whose I/Os or pauses come near them makes a correct engine fail them.
-//!   Over the generator's plans of seeds 0..60 with one knob raised,
-//!   `exactly_once_reply` or `liveness` failed at an I/O latency of 500 ms,
-//!   a slow I/O of 2,000 ms and a pause of 10,000 ms, and never at the caps
-//!   below. For the same reason the liveness phase has a floor: at 1,000 ms
-//!   3 of 60 such plans failed `liveness`, at 10,000 ms none.
+//!   whose I/Os or pauses come near them fails those waits, which sweeps
+//!   never do. The generator's plans with one knob raised failed
+//!   `exactly_once_reply` (a graceful stop that outwaited its 5 s) or
+//!   `liveness` at an I/O latency of 500 ms (2 of seeds 0..60), a slow I/O
+//!   of 2,000 ms (1 of 60) and a pause of 10,000 ms (2 of 40), and never at
+//!   the caps below (100 seeds at the slow-I/O cap); at an hour's I/O
+//!   latency even `no_lost_rows` failed, its inspection given up. Whether
+//!   any of these is the engine's fault is not known: they are outside
+//!   what the checks' waits are sized for. For the same reason the
+//!   liveness phase has a floor: at 1,000 ms 3 of 60 plans failed
+//!   `liveness`, at 10,000 ms none.
 
 use std::fmt;
 

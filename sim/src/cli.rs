@@ -19,7 +19,7 @@ use crate::budget::{StopRule, TimeBudget};
 use crate::explore::describe_timeline;
 use crate::merge::{check as check_merge, expand_paths, merge, read_inputs};
 use crate::plan::Plan;
-use crate::recipe::{check_splits, Recipe, Split};
+use crate::recipe::{Recipe, Split};
 use crate::report::{Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
 use crate::shard_env::{detect_from_process, ShardArg, ShardEnvError};
@@ -758,8 +758,6 @@ pub fn load_plan(
     match (plan_file, seed) {
         (Some(path), _) => {
             let file = PlanFile::read(path)?;
-            check_splits(&file.plan.splits)
-                .map_err(|error| format!("plan {}: {error}", path.display()))?;
             let bugs = file.bugs()?;
             let bugs = bug.bugs().iter().fold(bugs, |bugs, bug| bugs.with(bug));
             Ok((file.plan, bugs))

@@ -4,7 +4,8 @@
 //! the data flows:
 //!
 //! - [`plan`]: a seed becomes a [`plan::Plan`]: the workload and the swarm
-//!   fault mix, drawn with ChaCha8.
+//!   fault mix, drawn with ChaCha8; [`plan_check`]: what a plan must hold
+//!   to run (a plan file is input, checked before anything runs).
 //! - [`world`]: the simulated world: one module per core port (job
 //!   scheduler, object store, manifest store, WAL, clock, fault points,
 //!   notifiers, event sink), each injecting its faults and counting them.
@@ -60,6 +61,7 @@ pub mod merge;
 pub mod oracle;
 pub mod plain;
 pub mod plan;
+pub mod plan_check;
 pub mod recipe;
 pub mod report;
 pub mod run;

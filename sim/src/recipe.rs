@@ -62,23 +62,21 @@ pub fn parse_splits(text: &str) -> Result<Vec<Split>, String> {
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    check_splits(&splits)?;
+    check_splits(&splits).map_err(|expected| format!("recipe {text:?}: expected {expected}"))?;
     Ok(splits)
 }
 
 /// Splits a run can follow: at most [`MAX_SPLITS`], draws strictly
-/// increasing (a later split at an earlier draw would never fire).
+/// increasing (a later split at an earlier draw would never fire). The
+/// error says what was expected.
 pub fn check_splits(splits: &[Split]) -> Result<(), String> {
     if splits.len() > MAX_SPLITS {
-        return Err(format!(
-            "recipe: expected at most {MAX_SPLITS} splits, saw {}",
-            splits.len()
-        ));
+        return Err(format!("at most {MAX_SPLITS} splits, saw {}", splits.len()));
     }
     for pair in splits.windows(2) {
         if pair[1].at_draw <= pair[0].at_draw {
             return Err(format!(
-                "recipe: expected split draws strictly increasing, saw {} after {}",
+                "split draws strictly increasing, saw {} after {}",
                 pair[1].at_draw, pair[0].at_draw
             ));
         }

@@ -91,6 +91,17 @@ pub fn seed_from_env(default: u64) -> u64 {
 }
 
 pub fn run_with(plan: &Plan, bugs: Bugs, options: RunOptions) -> Report {
+    // Plan files are checked when they are read; every other plan comes
+    // from code (the generator, the fuzz decoders, the shrinker, tests),
+    // which must draw only plans the simulator can run. An assertion that
+    // fails like a panic would, as a failed seed with its replay line, so a
+    // sweep over a generator that draws a bad plan names the seed.
+    if cfg!(debug_assertions) || flush_core::STRICT {
+        if let Err(problems) = plan.validate() {
+            let message = format!("assertion failed: the plan validates: {problems}");
+            return failed_to_run(plan, bugs, options, Check::NoPanic, message);
+        }
+    }
     warm_up_process_globals();
     // Wall time of the run, reported; never read inside it.
     #[allow(clippy::disallowed_methods)]

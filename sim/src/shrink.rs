@@ -340,8 +340,12 @@ impl Dimension {
                         let mut candidate = plan.clone();
                         let workload = &mut candidate.workload;
                         (knob.set)(workload, smaller);
+                        // Knobs that must stay within another keep the
+                        // plan valid: regions 1..=skip_wal_regions skip
+                        // the WAL, so every region skips it as before.
                         workload.rows_per_write_min =
                             workload.rows_per_write_min.min(workload.rows_per_write_max);
+                        workload.skip_wal_regions = workload.skip_wal_regions.min(workload.regions);
                         Candidate {
                             change: format!("{} {value} -> {smaller}", knob.name),
                             plan: candidate,
@@ -442,9 +446,15 @@ impl PlanFile {
         serde_json::to_string_pretty(self).expect("plans are plain data and always serialise")
     }
 
+    /// Parses a plan file and checks it: its bugs must exist and its plan
+    /// must be one the simulator can run ([`Plan::validate`]), so a bad
+    /// file is refused before anything runs.
     pub fn from_json(text: &str) -> Result<PlanFile, String> {
         let file: PlanFile = serde_json::from_str(text).map_err(|error| error.to_string())?;
         file.bugs()?;
+        file.plan
+            .validate()
+            .map_err(|problems| problems.to_string())?;
         Ok(file)
     }
 
@@ -483,19 +493,23 @@ mod tests {
     }
 
     #[test]
-    fn every_candidate_turns_one_knob_down() {
-        let plan = Plan::from_seed(11);
-        let candidates = candidates(&plan);
-        assert!(!candidates.is_empty());
-        for Candidate {
-            change,
-            plan: candidate,
-            ..
-        } in &candidates
-        {
-            assert_ne!(&plan, candidate, "{change} changed nothing");
-            assert_eq!(plan.seed, candidate.seed);
-            assert!(candidate.workload.rows_per_write_min <= candidate.workload.rows_per_write_max);
+    fn every_candidate_turns_one_knob_down_and_validates() {
+        for seed in 0..20 {
+            let plan = Plan::from_seed(seed);
+            let candidates = candidates(&plan);
+            assert!(!candidates.is_empty());
+            for Candidate {
+                change,
+                plan: candidate,
+                ..
+            } in &candidates
+            {
+                assert_ne!(&plan, candidate, "{change} changed nothing");
+                assert_eq!(plan.seed, candidate.seed);
+                if let Err(problems) = candidate.validate() {
+                    panic!("seed {seed}, {change}: {problems}");
+                }
+            }
         }
     }
 
@@ -511,5 +525,12 @@ mod tests {
         assert!(read.bugs.is_empty());
         let bad = file.to_json().replace("free-twice", "no-such-bug");
         assert!(PlanFile::from_json(&bad).is_err());
+        let mut unrunnable = Plan::from_seed(3);
+        unrunnable.workload.workers = 0;
+        let unrunnable = PlanFile::new(unrunnable, Bugs::NONE).to_json();
+        assert_eq!(
+            PlanFile::from_json(&unrunnable),
+            Err("workload.workers = 0: expected at least 1".to_string())
+        );
     }
 }

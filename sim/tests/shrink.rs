@@ -175,3 +175,32 @@ fn a_passing_seed_has_nothing_to_shrink() {
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("nothing to shrink"), "{stdout}");
 }
+
+/// A plan file the simulator cannot run is refused by `replay` and
+/// `shrink` alike with exit 2 and the bad field, before anything runs: no
+/// report, no "replaying" line, no file saved.
+#[test]
+fn a_plan_file_that_cannot_run_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("zero-workers.json");
+    let mut plan = Plan::from_seed(1);
+    plan.workload.workers = 0;
+    PlanFile::new(plan, Bugs::NONE)
+        .write(&path)
+        .expect("the plan file is written");
+    let plan_arg = path.to_string_lossy().into_owned();
+    let expected = format!(
+        "error: plan {plan_arg} is not a valid plan: workload.workers = 0: expected at least 1\n"
+    );
+
+    let (code, stdout, stderr) = flushsim(&["replay", "--plan", &plan_arg]);
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert_eq!(stderr, expected);
+
+    let out = dir.path().join("never-written.json");
+    let out_arg = out.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = flushsim(&["shrink", "--plan", &plan_arg, "--out", &out_arg]);
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert_eq!(stderr, expected);
+    assert!(!out.exists(), "shrink saved a plan it never ran");
+}

@@ -56,6 +56,16 @@ fn bad_arguments() {
             "crash_test_seed_not_a_number",
             &["crash-test", "--seed", "x"][..],
         ),
+        (
+            "recipe_not_draw_seed_pairs",
+            &["replay", "--seed", "1", "--recipe", "12"][..],
+        ),
+        (
+            "recipe_draws_not_increasing",
+            &["replay", "--seed", "1", "--recipe", "5:1,5:2"][..],
+        ),
+        ("recipe_without_seed", &["shrink", "--recipe", "5:1"][..]),
+        ("explore_zero_runs", &["explore", "--budget-runs", "0"][..]),
     ] {
         insta::assert_snapshot!(name, parse_error(args));
     }
@@ -111,4 +121,143 @@ fn bad_plan_files() {
     ] {
         insta::assert_snapshot!(name, plan_error(&path));
     }
+}
+
+/// Plans that parse but that the simulator cannot run: refused before
+/// anything runs, each bad field named by its JSON path.
+#[test]
+fn unrunnable_plan_files() {
+    let valid = serde_json::to_value(flush_sim::Plan::from_seed(1)).expect("plans serialise");
+    let with = |changes: &[(&str, serde_json::Value)]| {
+        let mut plan = valid.clone();
+        for (pointer, value) in changes {
+            *plan
+                .pointer_mut(pointer)
+                .unwrap_or_else(|| panic!("{pointer} is a field of the plan")) = value.clone();
+        }
+        plan.to_string()
+    };
+    for (name, changes) in [
+        (
+            "plan_zero_workers",
+            vec![("/workload/workers", serde_json::json!(0))],
+        ),
+        (
+            "plan_zero_regions",
+            vec![("/workload/regions", serde_json::json!(0))],
+        ),
+        (
+            "plan_zero_clients",
+            vec![("/workload/clients", serde_json::json!(0))],
+        ),
+        (
+            "plan_rows_min_above_max",
+            vec![
+                ("/workload/rows_per_write_min", serde_json::json!(70)),
+                ("/workload/rows_per_write_max", serde_json::json!(60)),
+            ],
+        ),
+        (
+            "plan_zero_rows_per_write_max",
+            vec![("/workload/rows_per_write_max", serde_json::json!(0))],
+        ),
+        (
+            "plan_zero_rows_per_write_min",
+            vec![("/workload/rows_per_write_min", serde_json::json!(0))],
+        ),
+        (
+            "plan_zero_buffer",
+            vec![("/workload/global_buffer_bytes", serde_json::json!(0))],
+        ),
+        (
+            "plan_probability_above_one",
+            vec![(
+                "/faults/classes/slow_io/probability",
+                serde_json::json!(1.5),
+            )],
+        ),
+        (
+            "plan_probability_negative",
+            vec![(
+                "/faults/classes/crash/probability",
+                serde_json::json!(-0.25),
+            )],
+        ),
+        (
+            "plan_absurd_sizes",
+            vec![
+                ("/workload/workers", serde_json::json!(u32::MAX)),
+                ("/workload/regions", serde_json::json!(u32::MAX)),
+                ("/workload/clients", serde_json::json!(u32::MAX)),
+                ("/workload/writes_per_client", serde_json::json!(u32::MAX)),
+                ("/workload/rows_per_write_max", serde_json::json!(u32::MAX)),
+                ("/workload/series", serde_json::json!(u32::MAX)),
+                ("/workload/max_in_flight", serde_json::json!(u32::MAX)),
+                ("/workload/notify_retry_limit", serde_json::json!(u32::MAX)),
+            ],
+        ),
+        (
+            "plan_too_many_writes_in_all",
+            vec![
+                ("/workload/clients", serde_json::json!(200)),
+                ("/workload/writes_per_client", serde_json::json!(10_000)),
+            ],
+        ),
+        (
+            "plan_delays_beyond_their_caps",
+            vec![
+                ("/workload/think_ms_max", serde_json::json!(1_001)),
+                ("/workload/io_latency_ms_max", serde_json::json!(101)),
+                ("/workload/slow_io_ms_max", serde_json::json!(u64::MAX)),
+                (
+                    "/workload/notify_retry_backoff_ms",
+                    serde_json::json!(u64::MAX),
+                ),
+                (
+                    "/workload/auto_flush_interval_ms",
+                    serde_json::json!(3_600_001),
+                ),
+            ],
+        ),
+        (
+            "plan_zero_ticks",
+            vec![
+                ("/workload/injector_tick_ms", serde_json::json!(0)),
+                ("/workload/monitor_tick_ms", serde_json::json!(0)),
+            ],
+        ),
+        (
+            "plan_zero_budgets",
+            vec![
+                ("/workload/safety_budget_ms", serde_json::json!(0)),
+                ("/workload/liveness_budget_ms", serde_json::json!(0)),
+            ],
+        ),
+        (
+            "plan_budget_beyond_a_day",
+            vec![("/workload/liveness_budget_ms", serde_json::json!(u64::MAX))],
+        ),
+        (
+            "plan_mix_above_per_mille",
+            vec![("/workload/mix/flush", serde_json::json!(1_001))],
+        ),
+        (
+            "plan_skip_wal_beyond_regions",
+            vec![
+                ("/workload/regions", serde_json::json!(2)),
+                ("/workload/skip_wal_regions", serde_json::json!(3)),
+            ],
+        ),
+    ] {
+        let path = plan_file(&format!("{name}.json"), &with(&changes));
+        insta::assert_snapshot!(name, plan_error(&path));
+    }
+    // A timeline whose second split could never fire.
+    let mut forked = valid.clone();
+    forked["splits"] = serde_json::json!([
+        {"at_draw": 9, "seed": 1},
+        {"at_draw": 4, "seed": 2}
+    ]);
+    let path = plan_file("plan_splits_out_of_order.json", &forked.to_string());
+    insta::assert_snapshot!("plan_splits_out_of_order", plan_error(&path));
 }

@@ -36,6 +36,10 @@
 //! [`manifest::RegionEdit`], and notifies the worker, which drops the
 //! flushed memtables (memory freed), trims the WAL and answers the waiters.
 
+// No unsafe code in this crate: what a fuzzer's AddressSanitizer would
+// watch for cannot happen here (see ci/fuzz-smoke.sh).
+#![forbid(unsafe_code)]
+
 /// Whether this build has the `strict` feature: the core's assertions
 /// ([`strict_assert!`]) hold in it whatever the profile. The simulator's
 /// tests check it is on there.

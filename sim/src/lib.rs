@@ -42,6 +42,10 @@
 //! Tests, fuzz targets and benchmarks call [`run::run`] and
 //! [`sweep::sweep`]; nothing has a harness of its own.
 
+// No unsafe code in this crate: what a fuzzer's AddressSanitizer would
+// watch for cannot happen here (see ci/fuzz-smoke.sh).
+#![forbid(unsafe_code)]
+
 pub mod actors;
 pub mod bench;
 pub mod bench_engine;

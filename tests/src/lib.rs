@@ -8,6 +8,10 @@
 //! - [`fuzz`] (feature `arbitrary`): the inputs of the cargo-fuzz targets,
 //!   their seed corpora and the tests that keep both honest.
 
+// No unsafe code in this crate: what a fuzzer's AddressSanitizer would
+// watch for cannot happen here (see ci/fuzz-smoke.sh).
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "arbitrary")]
 pub mod fuzz;
 pub mod model;

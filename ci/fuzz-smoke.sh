@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for a bounded time (FUZZ_SECONDS each,
-# default 40: three targets, two minutes plus the build; a smoke run, the
-# long runs are in BENCHMARKS.md). Fails loudly
-# when the nightly toolchain is missing instead of skipping silently, and
-# when a target crashes or a target exists that this script does not run.
+# default 20: three targets, one minute plus the build; a smoke run, the
+# long runs are in BENCHMARKS.md; without a sanitizer the targets run 4-8x
+# faster than under ASan, so 20 s covers more inputs than 40 s did). Fails
+# loudly when the nightly toolchain is missing instead of skipping
+# silently, and when a target crashes or a target exists that this script
+# does not run.
 # The targets' inputs and their tests live in flush-tests
 # (`tests/src/fuzz/`): the workspace's `cargo test` checks the committed seed
 # corpora and plans, so this script builds the fuzz crate only once.
@@ -19,7 +21,7 @@
 # - -s none: no sanitizer. Our crates forbid unsafe code, so what
 #   AddressSanitizer watches for (out-of-bounds, use-after-free) cannot
 #   happen in the code under test, and instrumenting arrow, parquet and
-#   madsim for it cost 3m23s of this build (9m11s against 5m48s without,
+#   madsim for it cost 3m10s of this build (9m10s against 6m00s without,
 #   BENCHMARKS.md "CI time") and runs the targets slower. Leaks stay
 #   findings: `sim_plan` asserts that every run freed its world (the leak a
 #   sweep cannot afford), and sweeps report their peak RSS. LeakSanitizer
@@ -28,7 +30,7 @@
 # - libFuzzer's RSS limit stays at its default (-rss_limit_mb=2048).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FUZZ_SECONDS=${FUZZ_SECONDS:-40}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 # A compiler wrapper of the stable toolchain (CI's clippy pass) must not
 # wrap nightly's build.
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS

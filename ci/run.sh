@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CI job. `.ci/run` calls this on a clean clone. It needs only the Rust
 # toolchains (stable, plus nightly for cargo-fuzz); it installs the rest.
-# About 23 minutes on 2 cores (aim: under 20), most of it the test build (which
+# About 19 minutes on 2 cores (aim: 18), most of it the test build (which
 # also lints) and the fuzz build (BENCHMARKS.md, "CI time").
 set -euo pipefail
 cd "$(dirname "$0")/.."

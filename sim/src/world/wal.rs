@@ -160,6 +160,11 @@ impl SimWal {
             );
             return Err(error);
         }
+        // The entry is in the log now, synced or not: a reopen after a crash
+        // must look at this region's log even if none of its appends was
+        // acknowledged yet (its first entry may survive the crash and be
+        // replayed, then flushed).
+        self.marks().entry(region_id).or_default();
         if self.world.crash_point(CrashWindow::MidWalAppend) {
             std::future::pending::<()>().await;
         }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::oracle::{RareState, Reach};
 use crate::plan::Plan;
 use crate::recipe::{child_seed, format_splits, Split, MAX_SPLITS};
-use crate::report::{Report, WorkloadChoice};
+use crate::report::{rare_state_counts, Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
 use crate::sweep::Failure;
 
@@ -140,10 +140,7 @@ impl<'a> Explorer<'a> {
                 .map(|state| (*state, ENERGY_PER_STATE))
                 .collect(),
             outcome: Exploration {
-                rare_states: RareState::ALL
-                    .iter()
-                    .map(|state| (state.as_str().to_string(), 0))
-                    .collect(),
+                rare_states: rare_state_counts(&BTreeMap::new()),
                 ..Exploration::default()
             },
         }

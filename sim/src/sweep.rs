@@ -17,7 +17,7 @@ use crate::check::Check;
 use crate::ledger::RequestCounts;
 use crate::oracle::{CheckResult, RareState};
 use crate::plan::{FaultClass, PLAN_GENERATOR_VERSION};
-use crate::report::{Report, WorkloadChoice};
+use crate::report::{rare_state_counts, Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
 pub use crate::seeds::{parse_seed_range, SeedRange, SeedSource, Seeds, Shard};
 
@@ -217,10 +217,7 @@ impl SweepSummary {
                 .map(|class| (class.name().to_string(), 0))
                 .collect(),
             marks: BTreeMap::new(),
-            rare_states: RareState::ALL
-                .iter()
-                .map(|state| (state.as_str().to_string(), 0))
-                .collect(),
+            rare_states: rare_state_counts(&BTreeMap::new()),
             checks: BTreeMap::new(),
             fault_coverage: CheckResult::pass(Check::FaultCoverage, "not computed"),
             failures: Vec::new(),

@@ -797,6 +797,9 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
             plan.workload.name,
             plan.faults
         );
+        if let Some(script) = &plan.script {
+            eprintln!("script: {}", script.summary());
+        }
     }
     let options = RunOptions {
         keep_trace,

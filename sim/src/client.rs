@@ -25,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::draw;
 use crate::ledger::{Origin, Outcome};
 use crate::plan::Workload;
+use crate::script::Step;
 
 /// A client's rows `(series, ts)` numbered from `first_value`: each row's
 /// value is its number, and it sets each of `fields` to that number plus
@@ -117,6 +118,9 @@ pub struct Client<P: ClientPort> {
     /// Fields this client's own alters added, per region: its writes set
     /// them. Shared with its in-flight alters, which add to it.
     fields: KnownFields,
+    /// A scripted plan's steps for this client, sent in order instead of
+    /// the drawn workload.
+    script: Option<Vec<Step>>,
 }
 
 /// Fields a client knows each region to have.
@@ -144,7 +148,15 @@ impl<P: ClientPort> Client<P> {
             running,
             beliefs: BTreeMap::new(),
             fields: KnownFields::default(),
+            script: None,
         }
+    }
+
+    /// Sends `steps` in order instead of drawing the workload's writes and
+    /// requests (a scripted plan's client; `None` keeps the drawn one).
+    pub fn with_script(mut self, steps: Option<Vec<Step>>) -> Self {
+        self.script = steps;
+        self
     }
 
     fn origin(&self) -> Origin {
@@ -153,25 +165,22 @@ impl<P: ClientPort> Client<P> {
 
     pub async fn run(mut self) {
         let mut in_flight = InFlight::new();
-        for _ in 0..self.workload.writes_per_client {
-            if self.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let think_ms = self.rng.gen_range(0..=self.workload.think_ms_max);
-            self.port.think(think_ms).await;
-            while let Some(Some(done)) = in_flight.next().now_or_never() {
-                self.observe(done);
-            }
-            while in_flight.len() >= self.workload.max_in_flight.max(1) as usize {
-                if let Some(done) = in_flight.next().await {
-                    self.observe(done);
+        match self.script.take() {
+            Some(steps) => {
+                for step in steps {
+                    if self.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    self.scripted_step(step, &mut in_flight).await;
                 }
             }
-            let region_id = self.pick_region();
-            self.recover(region_id).await;
-            in_flight.push(self.write(region_id));
-            for request in self.mixed_requests() {
-                in_flight.push(self.issue(request));
+            None => {
+                for _ in 0..self.workload.writes_per_client {
+                    if self.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    self.drawn_round(&mut in_flight).await;
+                }
             }
         }
         while let Some(done) = in_flight.next().await {
@@ -180,19 +189,70 @@ impl<P: ClientPort> Client<P> {
         self.running.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// One round of the drawn workload: a pause, a write, the requests the
+    /// mix adds beside it.
+    async fn drawn_round(&mut self, in_flight: &mut InFlight) {
+        let think_ms = self.rng.gen_range(0..=self.workload.think_ms_max);
+        self.port.think(think_ms).await;
+        self.make_room(in_flight).await;
+        let region_id = self.pick_region();
+        self.recover(region_id).await;
+        let series = draw::write_series(&mut self.rng, &self.workload);
+        in_flight.push(self.write(region_id, series));
+        for request in self.mixed_requests() {
+            in_flight.push(self.issue(request));
+        }
+    }
+
+    /// One step of a scripted client: each request waits for room in
+    /// flight, a write also for the region's recovery.
+    async fn scripted_step(&mut self, step: Step, in_flight: &mut InFlight) {
+        match step {
+            Step::Think { ms } => self.port.think(ms).await,
+            Step::Write { region, rows } => {
+                self.make_room(in_flight).await;
+                let region_id = RegionId(region);
+                self.recover(region_id).await;
+                let series = draw::series(&mut self.rng, &self.workload, rows);
+                in_flight.push(self.write(region_id, series));
+            }
+            request => {
+                let port = &self.port;
+                let Some(request) = draw::scripted_request(&request, || port.next_schema_version())
+                else {
+                    return;
+                };
+                self.make_room(in_flight).await;
+                in_flight.push(self.issue(request));
+            }
+        }
+    }
+
+    /// Takes in what finished, then waits until fewer than the workload's
+    /// `max_in_flight` requests are in flight.
+    async fn make_room(&mut self, in_flight: &mut InFlight) {
+        while let Some(Some(done)) = in_flight.next().now_or_never() {
+            self.observe(done);
+        }
+        while in_flight.len() >= self.workload.max_in_flight.max(1) as usize {
+            if let Some(done) = in_flight.next().await {
+                self.observe(done);
+            }
+        }
+    }
+
     fn pick_region(&mut self) -> RegionId {
         draw::region(&mut self.rng, &self.regions)
     }
 
+    /// Writes one row of each of `series` (timestamps from now on).
     fn write(
         &mut self,
         region_id: RegionId,
+        series: Vec<String>,
     ) -> BoxFuture<'static, (RegionId, &'static str, Outcome)> {
         let ts = self.port.now_ms() as i64;
-        let rows: Vec<(String, i64)> = draw::write_series(&mut self.rng, &self.workload)
-            .into_iter()
-            .zip(ts..)
-            .collect();
+        let rows: Vec<(String, i64)> = series.into_iter().zip(ts..).collect();
         // The newest few: enough to write old and new fields side by side
         // without every row growing with every alter.
         let fields: Vec<String> = lock(&self.fields)

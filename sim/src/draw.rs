@@ -11,6 +11,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::plan::Workload;
+use crate::script::Step;
 
 /// Builds one kind of request for a region and a fresh schema version.
 type MakeRequest = fn(RegionId, u64) -> Request;
@@ -25,6 +26,11 @@ pub fn region(rng: &mut ChaCha8Rng, regions: &[RegionId]) -> RegionId {
 /// series each row belongs to (`host-N`).
 pub fn write_series(rng: &mut ChaCha8Rng, workload: &Workload) -> Vec<String> {
     let count = rng.gen_range(workload.rows_per_write_min..=workload.rows_per_write_max.max(1));
+    series(rng, workload, count)
+}
+
+/// The series of each of `count` rows (at least one).
+pub fn series(rng: &mut ChaCha8Rng, workload: &Workload, count: u32) -> Vec<String> {
     (0..count.max(1))
         .map(|_| format!("host-{}", rng.gen_range(0..workload.series.max(1))))
         .collect()
@@ -68,4 +74,28 @@ pub fn mixed_requests(
         }
     }
     requests
+}
+
+/// The request a scripted non-write step sends (`None` for a write or a
+/// pause, which the client makes itself); an alter adds the field of a
+/// fresh schema version from `next_schema_version`, as a drawn alter does.
+pub fn scripted_request(step: &Step, next_schema_version: impl FnOnce() -> u64) -> Option<Request> {
+    let region_id = RegionId(step.region()?);
+    let request = match *step {
+        Step::Flush { .. } => Request::Flush { region_id },
+        Step::Alter { .. } => {
+            let schema_version = next_schema_version();
+            Request::Alter {
+                region_id,
+                schema_version,
+                add_field: Some(field_name(schema_version)),
+            }
+        }
+        Step::Truncate { .. } => Request::Truncate { region_id },
+        Step::Drop { .. } => Request::Drop { region_id },
+        Step::Close { .. } => Request::Close { region_id },
+        Step::Downgrade { .. } => Request::Downgrade { region_id },
+        Step::Write { .. } | Step::Think { .. } => return None,
+    };
+    Some(request)
 }

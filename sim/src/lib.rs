@@ -5,7 +5,9 @@
 //!
 //! - [`plan`]: a seed becomes a [`plan::Plan`]: the workload and the swarm
 //!   fault mix, drawn with ChaCha8; [`plan_check`]: what a plan must hold
-//!   to run (a plan file is input, checked before anything runs).
+//!   to run (a plan file is input, checked before anything runs);
+//!   [`script`]: a plan's requests and fault decisions written out as
+//!   data instead of drawn (what the `sim_plan` fuzzer mutates).
 //! - [`world`]: the simulated world: one module per core port (job
 //!   scheduler, object store, manifest store, WAL, clock, fault points,
 //!   notifiers, event sink), each injecting its faults and counting them.
@@ -59,6 +61,7 @@ pub mod crash_test;
 pub mod draw;
 pub mod engine;
 pub mod explore;
+pub mod fault_class;
 pub mod ledger;
 pub mod memory;
 pub mod merge;
@@ -69,6 +72,7 @@ pub mod plan_check;
 pub mod recipe;
 pub mod report;
 pub mod run;
+pub mod script;
 pub mod seeds;
 pub mod shard_env;
 pub mod shrink;

@@ -44,6 +44,7 @@ use std::fmt;
 
 use crate::plan::{Plan, Workload};
 use crate::recipe::{check_splits, format_splits};
+use crate::script::{Script, Step, MAX_ROWS_PER_STEP, MAX_SCRIPTED_FAULTS, MAX_STEPS_PER_CLIENT};
 
 /// Workers of one engine (the generator draws 1..=4, the standard has 2).
 pub const MAX_WORKERS: u64 = 64;
@@ -248,6 +249,7 @@ impl Plan {
         check_workload(&self.workload, &mut problems);
         check_faults(self, &mut problems);
         check_splits_of(self, &mut problems);
+        check_script(self, &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -343,6 +345,136 @@ fn check_splits_of(plan: &Plan, problems: &mut Vec<PlanProblem>) {
             value: format!("[{}]", format_splits(&plan.splits)),
             expected,
         });
+    }
+}
+
+/// Most problems listed for one script's steps: a script with a thousand
+/// bad steps is one mistake repeated.
+const MAX_STEP_PROBLEMS: usize = 10;
+
+/// A scripted plan: a list per client, steps on regions that exist, the
+/// script's caps, and every scripted class left to the script.
+fn check_script(plan: &Plan, problems: &mut Vec<PlanProblem>) {
+    let Some(script) = &plan.script else {
+        return;
+    };
+    let workload = &plan.workload;
+    let mut add = |field: String, value: String, expected: String| {
+        problems.push(PlanProblem {
+            field,
+            value,
+            expected,
+        })
+    };
+    if script.clients.len() != workload.clients as usize {
+        add(
+            "script.clients".to_string(),
+            match script.clients.len() {
+                1 => "1 list".to_string(),
+                lists => format!("{lists} lists"),
+            },
+            format!(
+                "one list per client (workload.clients = {})",
+                workload.clients
+            ),
+        );
+    }
+    let mut step_problems = Vec::new();
+    for (client, steps) in script.clients.iter().enumerate() {
+        if steps.len() > MAX_STEPS_PER_CLIENT {
+            add(
+                format!("script.clients[{client}]"),
+                format!("{} steps", steps.len()),
+                format!("at most {MAX_STEPS_PER_CLIENT} steps"),
+            );
+        }
+        for (index, step) in steps.iter().enumerate() {
+            let field = |name: &str| format!("script.clients[{client}][{index}].{name}");
+            step_problems.extend(step_problem(step, workload.regions, field));
+        }
+    }
+    let more = step_problems.len().saturating_sub(MAX_STEP_PROBLEMS);
+    for (field, value, expected) in step_problems.into_iter().take(MAX_STEP_PROBLEMS) {
+        add(field, value, expected);
+    }
+    if more > 0 {
+        add(
+            "script.clients".to_string(),
+            format!("{more} more steps with problems"),
+            "steps as above".to_string(),
+        );
+    }
+    check_scripted_faults(plan, script, &mut add);
+    if !plan.splits.is_empty() {
+        add(
+            "splits".to_string(),
+            format!("[{}]", format_splits(&plan.splits)),
+            "none in a scripted plan (its faults are the script's, not drawn)".to_string(),
+        );
+    }
+}
+
+/// What is wrong with one step, if anything: (field, value, expected).
+fn step_problem(
+    step: &Step,
+    regions: u32,
+    field: impl Fn(&str) -> String,
+) -> Option<(String, String, String)> {
+    if let Some(region) = step.region() {
+        if region == 0 || region > u64::from(regions) {
+            let expected = format!("a region of 1..={regions} (workload.regions)");
+            return Some((field("region"), region.to_string(), expected));
+        }
+    }
+    match *step {
+        Step::Write { rows, .. } if rows == 0 || rows > MAX_ROWS_PER_STEP => Some((
+            field("rows"),
+            rows.to_string(),
+            format!("1..={MAX_ROWS_PER_STEP} rows"),
+        )),
+        Step::Think { ms } if ms > MAX_THINK_MS => Some((
+            field("ms"),
+            ms.to_string(),
+            format!("at most {MAX_THINK_MS}"),
+        )),
+        _ => None,
+    }
+}
+
+/// The script's faults: few enough, each of a class the script decides,
+/// and that class off in the mix (the mix would say a probability the run
+/// does not use).
+fn check_scripted_faults(
+    plan: &Plan,
+    script: &Script,
+    add: &mut impl FnMut(String, String, String),
+) {
+    if script.faults.len() > MAX_SCRIPTED_FAULTS {
+        add(
+            "script.faults".to_string(),
+            format!("{} faults", script.faults.len()),
+            format!("at most {MAX_SCRIPTED_FAULTS}"),
+        );
+    }
+    for (index, fault) in script.faults.iter().enumerate() {
+        if !fault.class.scripted() {
+            add(
+                format!("script.faults[{index}].class"),
+                fault.class.to_string(),
+                "a class decided at a fault point (crash and graceful_stop follow the \
+                 fault mix: the crash actor draws when they land)"
+                    .to_string(),
+            );
+        }
+    }
+    for (class, setting) in &plan.faults.classes {
+        if class.scripted() && setting.enabled {
+            add(
+                format!("faults.classes.{class}.enabled"),
+                "true".to_string(),
+                format!("false in a scripted plan (its script decides when {class} fires)"),
+            );
+        }
     }
 }
 

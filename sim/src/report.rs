@@ -73,6 +73,10 @@ pub struct Report {
     /// Real time the run took; the only field that differs between runs.
     pub wall_ms: u64,
     pub fault_mix: FaultMix,
+    /// A scripted plan's steps and the fault decisions that fire, in brief
+    /// ([`crate::script::Script::summary`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
     pub replay: String,
     #[serde(skip)]
     pub trace: Vec<TraceLine>,
@@ -93,6 +97,11 @@ pub fn rare_state_counts(reached: &BTreeMap<RareState, Reach>) -> BTreeMap<Strin
 /// The command that reproduces one run alone: its seed, the splits of
 /// its timeline if it has any, its bugs and workload.
 pub fn replay_line(plan: &Plan, bugs: Bugs, workload: WorkloadChoice) -> String {
+    if plan.script.is_some() {
+        // No seed or recipe names a script: it replays only from its plan
+        // file (whoever runs one from a file puts the file's path here).
+        return "cargo run -p flush-sim --release -- replay --plan plan.json".to_string();
+    }
     let mut line = format!(
         "cargo run -p flush-sim --release -- replay --seed {}",
         plan.seed
@@ -141,6 +150,9 @@ impl Report {
             self.seed, self.workload, self.trace_hash, self.events, self.sim_ms, self.wall_ms
         );
         let _ = writeln!(out, "faults: {}", self.fault_mix);
+        if let Some(script) = &self.script {
+            let _ = writeln!(out, "script: {script}");
+        }
         let r = &self.requests;
         let _ = writeln!(
             out,

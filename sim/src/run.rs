@@ -44,6 +44,7 @@ use crate::oracle::{
 };
 use crate::plan::{stream_rng, FaultClass, Plan, Workload, STREAM_CLIENT_BASE};
 use crate::report::{rare_state_counts, replay_line, Report, WorkloadChoice};
+use crate::script::Script;
 use crate::world::notifier::WorkerRouter;
 use crate::world::trace::format_hash;
 use crate::world::wait_until;
@@ -216,6 +217,7 @@ fn failed_to_run(
         sim_ms: 0,
         wall_ms: 0,
         fault_mix: plan.faults.clone(),
+        script: plan.script.as_ref().map(Script::summary),
         replay: replay_line(plan, bugs, options.workload),
         trace: Vec::new(),
     }
@@ -379,6 +381,7 @@ fn build_report(
             sim_ms,
             wall_ms: 0,
             fault_mix: plan.faults.clone(),
+            script: plan.script.as_ref().map(Script::summary),
             replay: replay_line(plan, bugs, options.workload),
             trace: state.trace.take_lines(),
         }
@@ -550,6 +553,12 @@ impl Cast<'_> {
                 regions.clone(),
                 self.stop.clone(),
                 self.clients_running.clone(),
+            )
+            .with_script(
+                self.plan
+                    .script
+                    .as_ref()
+                    .map(|script| script.steps_of(index)),
             );
             drop(actors.spawn(client.run()));
         }

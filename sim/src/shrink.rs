@@ -5,7 +5,9 @@
 //! A plan is data, and every knob that makes a run bigger can be turned
 //! down: fewer clients, writes, regions, workers, requests in flight, rows
 //! per write and series; lower rates of the non-write requests; fault
-//! classes switched off; lower fault probabilities; a shorter safety phase.
+//! classes switched off; lower fault probabilities; a shorter safety phase;
+//! in a scripted plan ([`crate::script`]), runs of steps cut out and
+//! scripted faults dropped.
 //! The shrinker takes one dimension at a time and turns it down as far as it
 //! goes (greedy, big steps first: the floor, half way, three quarters, one
 //! less), keeping a change when the run still fails the same check and got
@@ -303,6 +305,10 @@ const PROBABILITY_FLOOR: f64 = 0.001;
 
 /// One direction a plan can shrink in.
 enum Dimension {
+    /// A scripted plan without a run of its steps (see [`crate::script`]).
+    ScriptSteps,
+    /// A scripted plan without one of its scripted faults.
+    ScriptFault,
     Knob(&'static Knob),
     FaultOff(FaultClass),
     FaultHalved(FaultClass),
@@ -310,6 +316,7 @@ enum Dimension {
 
 /// Every dimension, in the order a pass tries them.
 fn dimensions() -> Vec<Dimension> {
+    let script = [Dimension::ScriptSteps, Dimension::ScriptFault].into_iter();
     let knobs = KNOBS.iter().map(Dimension::Knob);
     let off = FaultClass::ALL
         .iter()
@@ -317,7 +324,7 @@ fn dimensions() -> Vec<Dimension> {
     let halved = FaultClass::ALL
         .iter()
         .map(|class| Dimension::FaultHalved(*class));
-    knobs.chain(off).chain(halved).collect()
+    script.chain(knobs).chain(off).chain(halved).collect()
 }
 
 /// A plan one step down a dimension.
@@ -329,9 +336,19 @@ pub struct Candidate {
 }
 
 impl Dimension {
-    /// The plans one step down this dimension, biggest step first.
+    /// The plans one step down this dimension, biggest step first, each one
+    /// the simulator can run: a knob turned down under a script may leave
+    /// it naming a region or a client the plan no longer has.
     fn candidates(&self, plan: &Plan) -> Vec<Candidate> {
+        let mut candidates = self.steps_down(plan);
+        candidates.retain(|candidate| candidate.plan.validate().is_ok());
+        candidates
+    }
+
+    fn steps_down(&self, plan: &Plan) -> Vec<Candidate> {
         match self {
+            Dimension::ScriptSteps => script_without_steps(plan),
+            Dimension::ScriptFault => script_without_a_fault(plan),
             Dimension::Knob(knob) => {
                 let value = (knob.get)(&plan.workload);
                 smaller_values(value, knob.floor)
@@ -390,6 +407,59 @@ impl Dimension {
             }
         }
     }
+}
+
+/// A scripted plan with a run of one client's steps cut out: half of
+/// them, then quarters, down to single steps (delta debugging's order).
+fn script_without_steps(plan: &Plan) -> Vec<Candidate> {
+    let Some(script) = &plan.script else {
+        return Vec::new();
+    };
+    let mut candidates = Vec::new();
+    for (client, steps) in script.clients.iter().enumerate() {
+        let mut chunk = steps.len().div_ceil(2);
+        while chunk >= 1 {
+            for start in (0..steps.len()).step_by(chunk) {
+                let end = (start + chunk).min(steps.len());
+                let mut candidate = plan.clone();
+                if let Some(script) = &mut candidate.script {
+                    script.clients[client].drain(start..end);
+                    candidate.workload.writes_per_client = script.most_writes_per_client().max(1);
+                }
+                candidates.push(Candidate {
+                    change: format!("client {client} steps {start}..{end} cut"),
+                    plan: candidate,
+                    simplest: end - start == steps.len(),
+                });
+            }
+            if chunk == 1 {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+    }
+    candidates
+}
+
+/// A scripted plan with one of its scripted faults gone.
+fn script_without_a_fault(plan: &Plan) -> Vec<Candidate> {
+    let Some(script) = &plan.script else {
+        return Vec::new();
+    };
+    (0..script.faults.len())
+        .map(|index| {
+            let mut candidate = plan.clone();
+            let fault = script.faults[index];
+            if let Some(script) = &mut candidate.script {
+                script.faults.remove(index);
+            }
+            Candidate {
+                change: format!("scripted fault {}#{} gone", fault.class, fault.nth),
+                plan: candidate,
+                simplest: true,
+            }
+        })
+        .collect()
 }
 
 /// Values below `value` worth trying, biggest step first: the floor, half
@@ -510,6 +580,42 @@ mod tests {
                     panic!("seed {seed}, {change}: {problems}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_scripted_plan_shrinks_by_its_steps_and_faults_and_stays_runnable() {
+        use crate::script::{Script, ScriptedFault, Step};
+        let mut plan = Plan::from_seed(5).without_faults();
+        let w = &mut plan.workload;
+        (w.clients, w.regions, w.skip_wal_regions) = (2, 3, 0);
+        plan.script = Some(Script {
+            clients: vec![
+                vec![Step::Write { region: 3, rows: 5 }; 4],
+                vec![Step::Flush { region: 2 }],
+            ],
+            faults: vec![ScriptedFault {
+                class: FaultClass::JobRejection,
+                nth: 1,
+            }],
+        });
+        assert_eq!(plan.validate(), Ok(()));
+        let candidates = candidates(&plan);
+        let changes: Vec<&str> = candidates.iter().map(|c| c.change.as_str()).collect();
+        for expected in [
+            "client 0 steps 0..2 cut",
+            "client 0 steps 3..4 cut",
+            "client 1 steps 0..1 cut",
+            "scripted fault job_rejection#1 gone",
+        ] {
+            assert!(changes.contains(&expected), "{expected} not in {changes:?}");
+        }
+        // Fewer regions or clients would leave steps naming what the plan
+        // no longer has: no such candidate is offered.
+        for candidate in &candidates {
+            let w = &candidate.plan.workload;
+            assert!(w.regions >= 3 && w.clients == 2, "{}", candidate.change);
+            assert_eq!(candidate.plan.validate(), Ok(()), "{}", candidate.change);
         }
     }
 

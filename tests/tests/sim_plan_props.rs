@@ -116,6 +116,7 @@ fn plan() -> impl Strategy<Value = Plan> {
         workload,
         faults,
         splits: Vec::new(),
+        script: None,
     })
 }
 

@@ -260,4 +260,32 @@ fn unrunnable_plan_files() {
     ]);
     let path = plan_file("plan_splits_out_of_order.json", &forked.to_string());
     insta::assert_snapshot!("plan_splits_out_of_order", plan_error(&path));
+    // A script with one list for two clients, steps on regions the plan
+    // lacks, an empty write, too long a pause, a crash it cannot decide,
+    // and a class the mix still switches on.
+    let mut scripted = valid.clone();
+    scripted["workload"]["clients"] = serde_json::json!(2);
+    scripted["workload"]["regions"] = serde_json::json!(4);
+    scripted["workload"]["skip_wal_regions"] = serde_json::json!(0);
+    if let Some(classes) = scripted["faults"]["classes"].as_object_mut() {
+        for setting in classes.values_mut() {
+            setting["enabled"] = serde_json::json!(false);
+        }
+    }
+    scripted["faults"]["classes"]["slow_io"]["enabled"] = serde_json::json!(true);
+    scripted["script"] = serde_json::json!({
+        "clients": [[
+            {"op": "write", "region": 0, "rows": 5},
+            {"op": "write", "region": 2, "rows": 0},
+            {"op": "think", "ms": 5000},
+            {"op": "flush", "region": 9}
+        ]],
+        "faults": [{"class": "crash", "nth": 0}]
+    });
+    let path = plan_file("plan_bad_script.json", &scripted.to_string());
+    insta::assert_snapshot!("plan_bad_script", plan_error(&path));
+    // A step the script does not know.
+    scripted["script"] = serde_json::json!({"clients": [[{"op": "compact", "region": 1}], []]});
+    let path = plan_file("plan_script_unknown_step.json", &scripted.to_string());
+    insta::assert_snapshot!("plan_script_unknown_step", plan_error(&path));
 }

@@ -39,6 +39,7 @@ use crate::plan::{
     stream_rng, FaultClass, FaultMix, Plan, Workload, STREAM_FAULT_BASE, STREAM_WORLD,
 };
 use crate::recipe::Split;
+use crate::script::ScriptedDecisions;
 use crash::CrashState;
 use hooks::Hooks;
 use trace::Trace;
@@ -95,6 +96,9 @@ pub struct WorldState {
     fault_draws: u64,
     /// Splits of the plan not reached yet, the next one last.
     splits: Vec<Split>,
+    /// A scripted plan's fault decisions (which of each class's decisions
+    /// fire); `None` draws them from the fault streams.
+    scripted: Option<ScriptedDecisions>,
 }
 
 impl WorldState {
@@ -220,6 +224,7 @@ impl World {
                 next_schema_version: 0,
                 fault_draws: 0,
                 splits: plan.splits.iter().rev().copied().collect(),
+                scripted: plan.script.as_ref().map(ScriptedDecisions::new),
             }),
             during_flush,
             nodes: Mutex::new(Vec::new()),
@@ -316,15 +321,23 @@ impl World {
     /// Draws whether `class` fires now, on the class's own stream, without
     /// recording it: for a caller that draws its target (from another
     /// stream) only once the fault fires, then calls [`World::record_fault`].
+    ///
+    /// In a scripted plan the script decides instead: the class fires at
+    /// the decisions it lists, whatever the fault mix says.
     pub fn decide(&self, class: FaultClass) -> bool {
         if !self.faults_on() {
             return false;
         }
-        let Some(probability) = self.mix.probability(class) else {
-            return false;
-        };
         let now = self.now_us();
+        let probability = self.mix.probability(class);
         self.with(|state| {
+            if let Some(script) = &mut state.scripted {
+                state.fault_draws += 1;
+                return script.decide(class);
+            }
+            let Some(probability) = probability else {
+                return false;
+            };
             state.split_if_due(now);
             state.fault_draws += 1;
             state.fault_rngs[class.index()].gen_bool(probability)

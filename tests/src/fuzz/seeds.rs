@@ -10,107 +10,160 @@ use flush_sim::plan::{FaultClass, Plan};
 use flush_sim::shrink::PlanFile;
 
 use super::cli_input::CliInput;
-use super::sim_plan::PlanInput;
+use super::sim_plan::{scripted_classes, Entry, PlanInput, RequestKind};
 
-/// A sweep plan cut down to the fuzz bounds, with `faults` (class,
-/// probability step 0..=127) switched on and every other class off.
-fn with_faults(seed: u64, faults: &[(FaultClass, u8)]) -> PlanInput {
-    let mut input = PlanInput::from_plan(&Plan::from_seed(seed));
-    input.faults = FaultClass::ALL
-        .iter()
-        .map(|class| {
-            faults
-                .iter()
-                .find(|(on, _)| on == class)
-                .map_or(0, |(_, step)| 1 | step << 1)
-        })
-        .collect();
-    input
+/// The header byte of a shape: workers 1..=4, regions 1..=8, clients 1..=4.
+fn shape(workers: u8, regions: u8, clients: u8) -> u8 {
+    (workers - 1) | (regions - 1) << 2 | (clients - 1) << 5
 }
 
-/// Sets a workload knob's byte to the one nearest `value`.
-fn knob(mut input: PlanInput, name: &str, value: u64) -> PlanInput {
-    let index = super::sim_plan::KNOBS
+/// An input of `seed` with header bytes `[shape, memory, flow, crash,
+/// timing, series]` (the table in [`super::sim_plan`]).
+fn input(seed: u16, header: [u8; 6], entries: Vec<Entry>) -> PlanInput {
+    PlanInput {
+        seed,
+        header,
+        entries,
+    }
+}
+
+/// `count` writes of `rows` rows from `client`, round-robin over region
+/// slots `0..regions`.
+fn writes(client: u8, regions: u8, rows: u8, count: u8) -> Vec<Entry> {
+    (0..count)
+        .map(|n| Entry::Write {
+            client,
+            region: n % regions,
+            rows,
+        })
+        .collect()
+}
+
+fn request(client: u8, region: u8, kind: RequestKind) -> Entry {
+    Entry::Request {
+        client,
+        region,
+        kind,
+    }
+}
+
+/// The `nth` decision of `class` fires.
+fn fault(class: FaultClass, nth: u8) -> Entry {
+    let index = scripted_classes()
         .iter()
-        .position(|knob| knob.name == name)
-        .expect("a knob of the table");
-    input.knobs[index] = super::sim_plan::KNOBS[index].byte(value);
-    input
+        .position(|c| *c == class)
+        .expect("a scripted class");
+    Entry::Fault {
+        class: u8::try_from(index).expect("few classes"),
+        nth,
+    }
+}
+
+/// Two clients' writes interleaved with `extra` (for client 0) in the
+/// middle: few and small, so a fuzzer's run of a seed or of its mutants
+/// stays a few milliseconds.
+fn busy(extra: Vec<Entry>) -> Vec<Entry> {
+    let mut entries = writes(0, 4, 30, 3);
+    entries.extend(extra);
+    entries.extend(writes(1, 4, 40, 3));
+    entries.extend(writes(0, 4, 20, 2));
+    entries
 }
 
 pub fn sim_plan() -> Vec<(&'static str, PlanInput)> {
     use FaultClass::*;
-    let busy = |input| knob(knob(input, "writes", 160), "clients", 4);
+    use RequestKind::*;
+    // 2 workers, 4 regions, 2 clients; an 8 KiB buffer; 5 in flight, 8
+    // writes may stall; 1 ms I/O, 50 ms slow I/O, 15 ms injector tick,
+    // periodic flush every 200 ms; 4 series.
+    let base = [
+        shape(2, 4, 2),
+        16,
+        3 | 3 << 3,
+        0,
+        1 | 1 << 2 | 1 << 4 | 2 << 6,
+        3,
+    ];
+    let crash = [
+        base[0],
+        base[1],
+        base[2],
+        1 | 3 << 1 | 0x10,
+        base[4],
+        base[5],
+    ];
+    // Smallest buffer, fewest stalls, one worker: engine-full flushes.
+    let tight = [shape(1, 3, 2), 0, 1, 0, 0, 7];
     vec![
-        // The sweep's own plans for seeds 1..=3, cut down.
-        ("seed-sweep-1", PlanInput::from_plan(&Plan::from_seed(1))),
-        ("seed-sweep-2", PlanInput::from_plan(&Plan::from_seed(2))),
-        ("seed-sweep-3", PlanInput::from_plan(&Plan::from_seed(3))),
-        ("seed-no-faults", busy(with_faults(4, &[]))),
+        ("seed-writes", input(1, base, busy(Vec::new()))),
         (
-            "seed-region-faults",
-            busy(with_faults(
-                5,
-                &[(RegionDrop, 64), (RegionClose, 64), (RegionTruncate, 64)],
-            )),
-        ),
-        (
-            "seed-flush-faults",
-            busy(with_faults(
-                6,
-                &[
-                    (JobRejection, 80),
-                    (FreezeFailure, 60),
-                    (NotifyFailure, 80),
-                    (AlterDuringFlush, 80),
-                    (DowngradeDuringFlush, 60),
-                ],
-            )),
-        ),
-        (
-            "seed-io-faults",
-            busy(with_faults(
-                7,
-                &[
-                    (ManifestFailure, 70),
-                    (SstWriteError, 70),
-                    (SstPartialObject, 70),
-                    (SlowIo, 70),
-                ],
-            )),
-        ),
-        (
-            "seed-crash-wal",
-            busy(with_faults(8, &[(Crash, 64), (WalAppendFailure, 100)])),
-        ),
-        (
-            // The smallest buffer and stall limit: writes stall, engine-full
-            // flushes pick regions.
-            "seed-tight-buffer",
-            knob(
-                knob(
-                    knob(
-                        busy(with_faults(9, &[(JobRejection, 30)])),
-                        "global_buffer_bytes",
-                        2_048,
-                    ),
-                    "max_stalled_writes",
-                    2,
-                ),
-                "rows_per_write_max",
-                60,
+            "seed-ddls",
+            input(
+                2,
+                base,
+                busy(vec![
+                    request(0, 0, Flush),
+                    request(1, 1, Alter),
+                    Entry::Think { client: 0, ms: 7 },
+                    request(0, 2, Truncate),
+                    request(1, 3, Close),
+                    request(0, 1, Downgrade),
+                    request(1, 2, Drop),
+                ]),
             ),
         ),
         (
-            "seed-all-faults",
-            busy(with_faults(
-                10,
-                &FaultClass::ALL
-                    .iter()
-                    .map(|class| (*class, 40))
-                    .collect::<Vec<_>>(),
-            )),
+            "seed-flush-faults",
+            input(
+                3,
+                base,
+                busy(vec![
+                    fault(JobRejection, 1),
+                    fault(FreezeFailure, 2),
+                    fault(NotifyFailure, 0),
+                    fault(AlterDuringFlush, 1),
+                    fault(DowngradeDuringFlush, 3),
+                    request(1, 0, Alter),
+                ]),
+            ),
         ),
+        (
+            "seed-io-faults",
+            input(
+                4,
+                base,
+                busy(vec![
+                    fault(SstWriteError, 0),
+                    fault(ManifestFailure, 2),
+                    fault(SstPartialObject, 3),
+                    fault(SlowIo, 5),
+                    fault(ManifestAmbiguousCommit, 4),
+                    fault(WalAppendFailure, 9),
+                    fault(WalTruncateFailure, 1),
+                ]),
+            ),
+        ),
+        (
+            "seed-job-faults",
+            input(5, base, busy(vec![fault(JobLost, 1), fault(JobPanic, 3)])),
+        ),
+        (
+            "seed-region-faults",
+            input(
+                6,
+                base,
+                busy(vec![
+                    fault(RegionDrop, 2),
+                    fault(RegionClose, 0),
+                    fault(RegionTruncate, 1),
+                ]),
+            ),
+        ),
+        (
+            "seed-crash",
+            input(7, crash, busy(vec![fault(JobRejection, 2)])),
+        ),
+        ("seed-tight-buffer", input(8, tight, writes(0, 3, 64, 6))),
     ]
 }
 

@@ -1,111 +1,215 @@
-//! `sim_plan`: bytes → a small [`Plan`] → [`flush_sim::run`] on madsim →
-//! a panic if any check fails.
+//! `sim_plan`: bytes → a scripted [`Plan`] (requests and faults as data,
+//! [`flush_sim::script`]) → [`flush_sim::run`] on madsim → a panic if any
+//! check fails.
 //!
-//! Byte layout of a [`PlanInput`] (missing bytes read as zero, extra bytes
-//! are ignored):
+//! The first version of this target decoded bytes into the sweep's knobs
+//! (how many writes, each fault class's probability): one mutated byte
+//! re-drew every request and every fault of the run, so libFuzzer's
+//! coverage feedback had nothing to climb, and from an empty corpus it
+//! found none of the bugs the sweep finds. Here the bytes *are* the run:
+//! each entry is one request of one client, one pause, or one fault
+//! decision that fires ("the second job submission is rejected"). A
+//! mutation changes one request, moves one fault, or splices two runs.
+//!
+//! Byte layout (missing bytes read as zero, bytes past
+//! [`MAX_ENTRIES`] entries are ignored):
 //!
 //! | bytes | meaning |
 //! |---|---|
-//! | 0..8 | the plan's seed (madsim's and every ChaCha stream's), little-endian |
-//! | 8..8+[`KNOBS`] | one byte per workload knob, scaled linearly from 0..=255 onto the knob's range |
-//! | then one per [`FaultClass::ALL`] | bit 0: the class is on; bits 1..8: its probability, log-scaled onto the class's own range |
+//! | 0..2 | the plan's seed (madsim's schedule, row series, latencies), little-endian |
+//! | 2 | shape: workers `1 + b & 3`, regions `1 + (b >> 2) & 7`, clients `1 + (b >> 5) & 3`; bit 7: region 1 skips the WAL |
+//! | 3 | global write buffer: `2048 + 384·b` bytes |
+//! | 4 | flow: requests in flight per client `8 - b & 7` (a zero byte, the likeliest, keeps several in flight); stalled writes at most `2 + 2·(b >> 3)` |
+//! | 5 | crashes: bit 0 on, bits 1..4 their probability step; bit 4 graceful stops on; bits 5..8 notify retries `1 + v % 5` |
+//! | 6 | timing: I/O latency `b & 3` ms; slow I/O, injector tick and periodic flush from bits 2..4, 4..6, 6..8 ([`SLOW_IO_MS`], [`INJECTOR_TICK_MS`], [`AUTO_FLUSH_MS`]) |
+//! | 7 | series per client: `1 + b % 8` |
+//! | then | entries, each a kind byte and its arguments |
 //!
-//! The ranges are the sweep's (`Workload::draw`, `FaultClass::probability_range`),
-//! with the workload cut down so one execution stays fast: at most
-//! [`MAX_WRITES`] writes in all, so about 200 requests with the DDLs mixed
-//! in and the injector's.
+//! An entry's kind byte `k`: the low nibble is the entry, bits 4..6 the
+//! client (modulo the clients). Low nibble 0..=5: a write `[k, region,
+//! rows]` (region `b & 7` modulo the regions, `1 + b % 64` rows; writes
+//! get six of sixteen kinds because they are what fills the buffer);
+//! 6..=11: flush, alter, truncate, drop, close, downgrade `[k, region]`;
+//! 12: a pause `[k, ms]` (`b % 64` ms); 13..=15: a fault `[k, class,
+//! nth]`: decision [`nth_of`]`(b)` of class [`scripted_classes`]`()[b % len]`
+//! fires (0..8 for most byte values: the early decisions are where a
+//! short run's windows are, and a fuzzer that must guess one of 32 finds
+//! them four times slower; the rest reach 8..40).
 
 use std::fmt;
 
 use arbitrary::{Arbitrary, Unstructured};
 use flush_core::bugs::Bugs;
 use flush_sim::plan::{FaultClass, FaultMix, FaultSetting, OpMix, Plan, Workload};
+use flush_sim::script::{Script, ScriptedFault, Step};
 use flush_sim::shrink::PlanFile;
 
-/// Writes over all clients, at most.
-pub const MAX_WRITES: u64 = 160;
-
 /// The workload name of every fuzzed plan.
-pub const WORKLOAD_NAME: &str = "fuzz-v1";
+pub const WORKLOAD_NAME: &str = "fuzz-v2";
 
-/// One workload knob: a byte scaled onto `low..=high`.
-#[derive(Clone, Copy, Debug)]
-pub struct Knob {
-    pub name: &'static str,
-    pub low: u64,
-    pub high: u64,
+/// Entries decoded at most: a run of ~200 requests takes a few
+/// milliseconds of CPU.
+pub const MAX_ENTRIES: usize = 192;
+
+/// Bytes before the entries.
+pub const HEADER_BYTES: usize = 8;
+
+/// The slow-I/O extra latencies a header can pick.
+pub const SLOW_IO_MS: [u64; 4] = [10, 50, 150, 300];
+/// The injector's ticks a header can pick.
+pub const INJECTOR_TICK_MS: [u64; 4] = [5, 15, 30, 60];
+/// Periodic-flush intervals a header can pick (`None`: no periodic flush).
+pub const AUTO_FLUSH_MS: [Option<u64>; 4] = [None, Some(50), Some(200), Some(1_000)];
+
+/// Probability steps of the crash class (3 bits).
+const CRASH_STEPS: u8 = 7;
+
+/// The classes a script decides, in [`FaultClass::ALL`] order.
+pub fn scripted_classes() -> Vec<FaultClass> {
+    FaultClass::ALL
+        .iter()
+        .copied()
+        .filter(|class| class.scripted())
+        .collect()
 }
 
-const fn knob(name: &'static str, low: u64, high: u64) -> Knob {
-    Knob { name, low, high }
+/// The non-write requests an entry can send, by kind nibble 6..=11.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    Flush,
+    Alter,
+    Truncate,
+    Drop,
+    Close,
+    Downgrade,
 }
 
-/// The workload knobs, in byte order.
-pub const KNOBS: [Knob; 22] = [
-    knob("workers", 1, 4),
-    knob("regions", 1, 8),
-    knob("clients", 1, 6),
-    // Split evenly over the clients (at least one each).
-    knob("writes", 1, MAX_WRITES),
-    knob("rows_per_write_max", 1, 60),
-    knob("series", 1, 8),
-    knob("max_in_flight", 1, 8),
-    knob("think_ms_max", 0, 20),
-    knob("global_buffer_bytes", 2_048, 96 * 1024),
-    knob("max_stalled_writes", 2, 64),
-    knob("mix.flush", 0, 120),
-    knob("mix.alter", 0, 40),
-    knob("mix.truncate", 0, 25),
-    knob("mix.drop", 0, 15),
-    knob("mix.close", 0, 25),
-    knob("mix.downgrade", 0, 15),
-    knob("io_latency_ms_max", 0, 5),
-    knob("slow_io_ms_max", 10, 300),
-    knob("injector_tick_ms", 5, 60),
-    // Not a sweep knob: the worker's notify retries (1..=5 in the sweep's
-    // terms is just 5; fewer retries make more notify failures stick).
-    knob("notify_retry_limit", 1, 5),
-    // As `Plan::from_seed` draws it (`AUTO_FLUSH_INTERVAL_MS`).
-    knob("auto_flush_interval_ms", 50, 1_000),
-    // Regions 1..=n skip the WAL (`Workload::skip_wal_regions`).
-    knob("skip_wal_regions", 0, 3),
-];
+impl RequestKind {
+    const ALL: [RequestKind; 6] = [
+        RequestKind::Flush,
+        RequestKind::Alter,
+        RequestKind::Truncate,
+        RequestKind::Drop,
+        RequestKind::Close,
+        RequestKind::Downgrade,
+    ];
 
-impl Knob {
-    /// The knob's value for `byte`: 0 gives `low`, 255 gives `high`.
-    pub fn value(self, byte: u8) -> u64 {
-        self.low + (u64::from(byte) * (self.high - self.low) + 127) / 255
+    fn step(self, region: u64) -> Step {
+        match self {
+            RequestKind::Flush => Step::Flush { region },
+            RequestKind::Alter => Step::Alter { region },
+            RequestKind::Truncate => Step::Truncate { region },
+            RequestKind::Drop => Step::Drop { region },
+            RequestKind::Close => Step::Close { region },
+            RequestKind::Downgrade => Step::Downgrade { region },
+        }
+    }
+}
+
+/// One decoded entry, in canonical form: `client` 0..=3 and `region`
+/// 0..=7 before they are taken modulo the plan's clients and regions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// `rows` is 1..=64.
+    Write { client: u8, region: u8, rows: u8 },
+    Request {
+        client: u8,
+        region: u8,
+        kind: RequestKind,
+    },
+    /// `ms` is 0..=63.
+    Think { client: u8, ms: u8 },
+    /// `class` is an index into [`scripted_classes`], `nth` is 0..40.
+    Fault { class: u8, nth: u8 },
+}
+
+const KIND_THINK: u8 = 12;
+/// Byte values at or above this name decisions 8 and later.
+const LATE_NTH: u8 = 224;
+
+/// The decision a fault entry's byte names: `b % 8` for most bytes, `8 +
+/// (b - 224)` for the top 32.
+pub fn nth_of(byte: u8) -> u8 {
+    if byte < LATE_NTH {
+        byte % 8
+    } else {
+        8 + (byte - LATE_NTH)
+    }
+}
+
+/// The canonical byte of decision `nth` (0..40).
+fn nth_byte(nth: u8) -> u8 {
+    if nth < 8 {
+        nth
+    } else {
+        LATE_NTH + (nth - 8)
+    }
+}
+const KIND_FAULT: u8 = 13;
+
+impl Entry {
+    fn decode(u: &mut Unstructured<'_>, classes: usize) -> Option<Entry> {
+        // `arbitrary` reads zeros from an exhausted input: stop there.
+        if u.is_empty() {
+            return None;
+        }
+        let kind = u.arbitrary::<u8>().ok()?;
+        let mut arg = || u.arbitrary::<u8>().unwrap_or(0);
+        let client = (kind >> 4) & 3;
+        let entry = match kind & 0x0f {
+            0..=5 => Entry::Write {
+                client,
+                region: arg() & 7,
+                rows: 1 + arg() % 64,
+            },
+            nibble @ 6..=11 => Entry::Request {
+                client,
+                region: arg() & 7,
+                kind: RequestKind::ALL[usize::from(nibble - 6)],
+            },
+            KIND_THINK => Entry::Think {
+                client,
+                ms: arg() % 64,
+            },
+            _ => Entry::Fault {
+                class: u8::try_from(usize::from(arg()) % classes).unwrap_or(0),
+                nth: nth_of(arg()),
+            },
+        };
+        Some(entry)
     }
 
-    /// The byte whose value is nearest `value` (clamped into the range).
-    pub fn byte(self, value: u64) -> u8 {
-        let value = value.clamp(self.low, self.high);
-        (0..=u8::MAX)
-            .min_by_key(|byte| self.value(*byte).abs_diff(value))
-            .unwrap_or(0)
+    fn encode(self, bytes: &mut Vec<u8>) {
+        match self {
+            Entry::Write {
+                client,
+                region,
+                rows,
+            } => bytes.extend([client << 4, region, rows - 1]),
+            Entry::Request {
+                client,
+                region,
+                kind,
+            } => {
+                let nibble = RequestKind::ALL
+                    .iter()
+                    .position(|k| *k == kind)
+                    .map_or(6, |i| 6 + i as u8);
+                bytes.extend([client << 4 | nibble, region]);
+            }
+            Entry::Think { client, ms } => bytes.extend([client << 4 | KIND_THINK, ms]),
+            Entry::Fault { class, nth } => bytes.extend([KIND_FAULT, class, nth_byte(nth)]),
+        }
     }
-}
-
-/// Probability steps per fault class (7 bits).
-const PROBABILITY_STEPS: u8 = 127;
-
-/// The probability of `class` at `step` of [`PROBABILITY_STEPS`]: log-scaled
-/// from the low end of its range to the high end, rounded to four places as
-/// the sweep's are.
-pub fn probability(class: FaultClass, step: u8) -> f64 {
-    let (low, high) = class.probability_range();
-    let t = f64::from(step.min(PROBABILITY_STEPS)) / f64::from(PROBABILITY_STEPS);
-    let p = (low.ln() + t * (high.ln() - low.ln())).exp();
-    (p * 10_000.0).round() / 10_000.0
 }
 
 /// Raw fuzz input of `sim_plan`; [`PlanInput::plan`] is what runs.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PlanInput {
-    pub seed: u64,
-    pub knobs: [u8; KNOBS.len()],
-    /// One byte per [`FaultClass::ALL`], in that order.
-    pub faults: Vec<u8>,
+    pub seed: u16,
+    /// Header bytes 2..8 of the table above.
+    pub header: [u8; HEADER_BYTES - 2],
+    pub entries: Vec<Entry>,
 }
 
 impl<'a> Arbitrary<'a> for PlanInput {
@@ -113,19 +217,134 @@ impl<'a> Arbitrary<'a> for PlanInput {
         // Byte by byte, so the layout is the table above whatever
         // `arbitrary`'s integer encoding is; an exhausted input reads zeros.
         let mut byte = || u.arbitrary::<u8>().unwrap_or(0);
-        let seed = u64::from_le_bytes(std::array::from_fn(|_| byte()));
-        let knobs = std::array::from_fn(|_| byte());
-        let faults = FaultClass::ALL.iter().map(|_| byte()).collect();
+        let seed = u16::from_le_bytes([byte(), byte()]);
+        let header = std::array::from_fn(|_| byte());
+        let classes = scripted_classes().len();
+        let mut entries = Vec::new();
+        while entries.len() < MAX_ENTRIES {
+            match Entry::decode(u, classes) {
+                Some(entry) => entries.push(entry),
+                None => break,
+            }
+        }
         Ok(PlanInput {
             seed,
-            knobs,
-            faults,
+            header,
+            entries,
         })
     }
 
     fn size_hint(_depth: usize) -> (usize, Option<usize>) {
-        // The minimum is 0 (zeros fill in); this is what one plan reads.
-        (0, Some(8 + KNOBS.len() + FaultClass::ALL.len()))
+        // The minimum is 0 (zeros fill in); the most one plan reads.
+        (0, Some(HEADER_BYTES + 3 * MAX_ENTRIES))
+    }
+}
+
+/// The header's fields, decoded.
+struct Header {
+    workers: u32,
+    regions: u32,
+    clients: u32,
+    skip_wal_regions: u32,
+    global_buffer_bytes: usize,
+    max_in_flight: u32,
+    max_stalled_writes: usize,
+    crash: Option<f64>,
+    graceful_stop: bool,
+    notify_retry_limit: u32,
+    io_latency_ms_max: u64,
+    slow_io_ms_max: u64,
+    injector_tick_ms: u64,
+    auto_flush_interval_ms: Option<u64>,
+    series: u32,
+}
+
+impl Header {
+    fn decode(bytes: &[u8; HEADER_BYTES - 2]) -> Header {
+        let [shape, memory, flow, crash, timing, series] = *bytes;
+        let crash_step = (crash >> 1) & CRASH_STEPS;
+        let (low, high) = FaultClass::Crash.probability_range();
+        let t = f64::from(crash_step) / f64::from(CRASH_STEPS);
+        let crash_probability = ((low + t * (high - low)) * 100.0).round() / 100.0;
+        Header {
+            workers: 1 + u32::from(shape & 3),
+            regions: 1 + u32::from((shape >> 2) & 7),
+            clients: 1 + u32::from((shape >> 5) & 3),
+            skip_wal_regions: u32::from(shape >> 7),
+            global_buffer_bytes: 2_048 + 384 * usize::from(memory),
+            max_in_flight: 8 - u32::from(flow & 7),
+            max_stalled_writes: 2 + 2 * usize::from(flow >> 3),
+            crash: (crash & 1 == 1).then_some(crash_probability),
+            graceful_stop: crash & 0x10 != 0,
+            notify_retry_limit: 1 + u32::from(crash >> 5) % 5,
+            io_latency_ms_max: u64::from(timing & 3),
+            slow_io_ms_max: SLOW_IO_MS[usize::from((timing >> 2) & 3)],
+            injector_tick_ms: INJECTOR_TICK_MS[usize::from((timing >> 4) & 3)],
+            auto_flush_interval_ms: AUTO_FLUSH_MS[usize::from(timing >> 6)],
+            series: 1 + u32::from(series % 8),
+        }
+    }
+
+    fn workload(&self, script: &Script) -> Workload {
+        Workload {
+            name: WORKLOAD_NAME.to_string(),
+            workers: self.workers,
+            regions: self.regions,
+            clients: self.clients,
+            // Only the run's time budgets read it in a scripted plan.
+            writes_per_client: script.most_writes_per_client().max(1),
+            rows_per_write_min: 1,
+            rows_per_write_max: 64,
+            series: self.series,
+            max_in_flight: self.max_in_flight,
+            // Pauses are the script's own steps.
+            think_ms_max: 0,
+            global_buffer_bytes: self.global_buffer_bytes,
+            max_stalled_writes: self.max_stalled_writes,
+            // The script sends every request; the mix draws nothing.
+            mix: OpMix {
+                flush: 0,
+                alter: 0,
+                truncate: 0,
+                drop: 0,
+                close: 0,
+                downgrade: 0,
+            },
+            io_latency_ms_max: self.io_latency_ms_max,
+            slow_io_ms_max: self.slow_io_ms_max,
+            injector_tick_ms: self.injector_tick_ms,
+            // The rest as `Workload::draw` has them.
+            monitor_tick_ms: 40,
+            notify_retry_limit: self.notify_retry_limit,
+            notify_retry_backoff_ms: 1,
+            safety_budget_ms: 300_000,
+            liveness_budget_ms: 60_000,
+            auto_flush_interval_ms: self.auto_flush_interval_ms,
+            skip_wal_regions: self.skip_wal_regions,
+        }
+    }
+
+    /// The crash actor's classes from the header; every scripted class
+    /// off in the mix (the script decides them).
+    fn faults(&self) -> FaultMix {
+        let classes = FaultClass::ALL
+            .iter()
+            .map(|class| {
+                let probability = match class {
+                    FaultClass::Crash => self.crash,
+                    FaultClass::GracefulStop if self.graceful_stop => {
+                        Some(FaultClass::GracefulStop.probability_range().1)
+                    }
+                    _ => None,
+                };
+                let setting = FaultSetting {
+                    enabled: probability.is_some(),
+                    probability: probability.unwrap_or(0.0),
+                };
+                (*class, setting)
+            })
+            .collect();
+        FaultMix { classes }
     }
 }
 
@@ -133,8 +352,10 @@ impl PlanInput {
     /// The bytes that decode to this input.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = self.seed.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&self.knobs);
-        bytes.extend_from_slice(&self.faults);
+        bytes.extend_from_slice(&self.header);
+        for entry in &self.entries {
+            entry.encode(&mut bytes);
+        }
         bytes
     }
 
@@ -143,136 +364,58 @@ impl PlanInput {
         PlanInput::arbitrary_take_rest(Unstructured::new(bytes)).expect("every byte string decodes")
     }
 
-    fn knob(&self, name: &str) -> u64 {
-        let index = KNOBS
-            .iter()
-            .position(|knob| knob.name == name)
-            .expect("a knob of the table");
-        KNOBS[index].value(self.knobs[index])
+    /// The script the entries stand for, for `clients` clients over
+    /// `regions` regions.
+    fn script(&self, clients: u32, regions: u32) -> Script {
+        let classes = scripted_classes();
+        let mut script = Script {
+            clients: vec![Vec::new(); clients as usize],
+            faults: Vec::new(),
+        };
+        let region_of = |slot: u8| 1 + u64::from(slot) % u64::from(regions);
+        let client_of = |client: u8| usize::from(client) % clients as usize;
+        for entry in &self.entries {
+            let (client, step) = match *entry {
+                Entry::Write {
+                    client,
+                    region,
+                    rows,
+                } => (
+                    client,
+                    Step::Write {
+                        region: region_of(region),
+                        rows: u32::from(rows),
+                    },
+                ),
+                Entry::Request {
+                    client,
+                    region,
+                    kind,
+                } => (client, kind.step(region_of(region))),
+                Entry::Think { client, ms } => (client, Step::Think { ms: u64::from(ms) }),
+                Entry::Fault { class, nth } => {
+                    script.faults.push(ScriptedFault {
+                        class: classes[usize::from(class) % classes.len()],
+                        nth: u32::from(nth),
+                    });
+                    continue;
+                }
+            };
+            script.clients[client_of(client)].push(step);
+        }
+        script
     }
 
     /// The plan this input stands for.
     pub fn plan(&self) -> Plan {
-        let k = |name| self.knob(name);
-        let narrow = |name| u32::try_from(self.knob(name)).expect("knob ranges fit u32");
-        let clients = narrow("clients");
-        let workload = Workload {
-            name: WORKLOAD_NAME.to_string(),
-            workers: narrow("workers"),
-            regions: narrow("regions"),
-            clients,
-            writes_per_client: (narrow("writes") / clients).max(1),
-            rows_per_write_min: 1,
-            rows_per_write_max: narrow("rows_per_write_max"),
-            series: narrow("series"),
-            max_in_flight: narrow("max_in_flight"),
-            think_ms_max: k("think_ms_max"),
-            global_buffer_bytes: usize::try_from(k("global_buffer_bytes"))
-                .expect("the buffer range fits usize"),
-            max_stalled_writes: usize::try_from(k("max_stalled_writes"))
-                .expect("the stall range fits usize"),
-            mix: OpMix {
-                flush: narrow("mix.flush"),
-                alter: narrow("mix.alter"),
-                truncate: narrow("mix.truncate"),
-                drop: narrow("mix.drop"),
-                close: narrow("mix.close"),
-                downgrade: narrow("mix.downgrade"),
-            },
-            io_latency_ms_max: k("io_latency_ms_max"),
-            slow_io_ms_max: k("slow_io_ms_max"),
-            injector_tick_ms: k("injector_tick_ms"),
-            // The rest as `Workload::draw` has them.
-            monitor_tick_ms: 40,
-            notify_retry_limit: narrow("notify_retry_limit"),
-            notify_retry_backoff_ms: 1,
-            safety_budget_ms: 300_000,
-            liveness_budget_ms: 60_000,
-            auto_flush_interval_ms: Some(k("auto_flush_interval_ms")),
-            // Regions 1..=n skip the WAL, so any n above the regions is
-            // every region, as n = regions is (the same run), and only
-            // that one validates.
-            skip_wal_regions: narrow("skip_wal_regions").min(narrow("regions")),
-        };
-        let classes = FaultClass::ALL
-            .iter()
-            .enumerate()
-            .map(|(index, class)| {
-                let byte = self.faults.get(index).copied().unwrap_or(0);
-                let enabled = byte & 1 == 1;
-                let setting = FaultSetting {
-                    enabled,
-                    // As `FaultMix::none` has it for a class that is off.
-                    probability: if enabled {
-                        probability(*class, byte >> 1)
-                    } else {
-                        0.0
-                    },
-                };
-                (*class, setting)
-            })
-            .collect();
+        let header = Header::decode(&self.header);
+        let script = self.script(header.clients, header.regions);
         Plan {
-            seed: self.seed,
-            workload,
-            faults: FaultMix { classes },
+            seed: u64::from(self.seed),
+            workload: header.workload(&script),
+            faults: header.faults(),
             splits: Vec::new(),
-        }
-    }
-
-    /// The input nearest `plan`: every knob clamped into the fuzz ranges,
-    /// every probability to its nearest step. Used to write seeds.
-    pub fn from_plan(plan: &Plan) -> PlanInput {
-        let w = &plan.workload;
-        let value = |name: &str| -> u64 {
-            match name {
-                "workers" => u64::from(w.workers),
-                "regions" => u64::from(w.regions),
-                "clients" => u64::from(w.clients),
-                "writes" => w.total_writes(),
-                "rows_per_write_max" => u64::from(w.rows_per_write_max),
-                "series" => u64::from(w.series),
-                "max_in_flight" => u64::from(w.max_in_flight),
-                "think_ms_max" => w.think_ms_max,
-                "global_buffer_bytes" => w.global_buffer_bytes as u64,
-                "max_stalled_writes" => w.max_stalled_writes as u64,
-                "mix.flush" => u64::from(w.mix.flush),
-                "mix.alter" => u64::from(w.mix.alter),
-                "mix.truncate" => u64::from(w.mix.truncate),
-                "mix.drop" => u64::from(w.mix.drop),
-                "mix.close" => u64::from(w.mix.close),
-                "mix.downgrade" => u64::from(w.mix.downgrade),
-                "io_latency_ms_max" => w.io_latency_ms_max,
-                "slow_io_ms_max" => w.slow_io_ms_max,
-                "injector_tick_ms" => w.injector_tick_ms,
-                "notify_retry_limit" => u64::from(w.notify_retry_limit),
-                // A plan without periodic flushes gets the longest interval.
-                "auto_flush_interval_ms" => w.auto_flush_interval_ms.unwrap_or(u64::MAX),
-                "skip_wal_regions" => u64::from(w.skip_wal_regions),
-                other => unreachable!("knob {other} has no workload field"),
-            }
-        };
-        let knobs = std::array::from_fn(|index| KNOBS[index].byte(value(KNOBS[index].name)));
-        let faults = FaultClass::ALL
-            .iter()
-            .map(|class| match plan.faults.classes.get(class) {
-                Some(setting) if setting.enabled => {
-                    let step = (0..=PROBABILITY_STEPS)
-                        .min_by(|a, b| {
-                            let distance =
-                                |step| (probability(*class, step) - setting.probability).abs();
-                            distance(*a).total_cmp(&distance(*b))
-                        })
-                        .unwrap_or(0);
-                    1 | step << 1
-                }
-                _ => 0,
-            })
-            .collect();
-        PlanInput {
-            seed: plan.seed,
-            knobs,
-            faults,
+            script: Some(script),
         }
     }
 }
@@ -305,8 +448,7 @@ pub fn check(input: &PlanInput, bugs: Bugs) {
     if report.passed {
         return;
     }
-    // The report's own replay line names the plan's seed, which replays the
-    // sweep's plan of that seed, not this one: point at the plan file.
+    // A scripted plan replays from its file, printed below.
     report.replay = PLAN_REPLAY.to_string();
     let failed = report
         .first_failure()
@@ -322,83 +464,111 @@ pub fn check(input: &PlanInput, bugs: Bugs) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn knobs_cover_their_ranges_and_invert() {
-        for knob in KNOBS {
-            assert_eq!(knob.value(0), knob.low, "{}", knob.name);
-            assert_eq!(knob.value(255), knob.high, "{}", knob.name);
-            for byte in 0..=u8::MAX {
-                let value = knob.value(byte);
-                assert_eq!(knob.value(knob.byte(value)), value, "{}", knob.name);
-            }
-        }
+    /// Random bytes from a fixed splitmix64 stream.
+    fn random_bytes(state: &mut u64, length: usize) -> Vec<u8> {
+        (0..length)
+            .map(|_| {
+                *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = *state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                (z ^ (z >> 31)) as u8
+            })
+            .collect()
     }
 
     #[test]
-    fn probabilities_stay_in_their_ranges() {
-        for class in FaultClass::ALL {
-            let (low, high) = class.probability_range();
-            assert!((probability(*class, 0) - low).abs() < 1e-4);
-            assert!((probability(*class, PROBABILITY_STEPS) - high).abs() < 1e-4);
-            for step in 0..=u8::MAX {
-                let p = probability(*class, step);
-                assert!(p > 0.0 && p <= 1.0, "{class} step {step}: {p}");
-            }
-        }
-    }
-
-    #[test]
-    fn inputs_round_trip_through_bytes_and_plans() {
-        for seed in 0..50 {
-            let input = PlanInput::from_plan(&Plan::from_seed(seed));
+    fn inputs_round_trip_through_bytes() {
+        let mut state = 7;
+        for length in 0..400 {
+            let input = PlanInput::decode(&random_bytes(&mut state, length));
             assert_eq!(PlanInput::decode(&input.to_bytes()), input);
-            let plan = input.plan();
-            assert_eq!(PlanInput::from_plan(&plan).plan(), plan);
-            assert!(plan.workload.total_writes() <= MAX_WRITES);
         }
         let empty = PlanInput::decode(&[]);
-        assert_eq!(empty.seed, 0);
+        assert_eq!((empty.seed, empty.entries.len()), (0, 0));
         assert_eq!(empty.plan().faults.enabled().count(), 0);
     }
 
-    /// Random byte strings of every length up to a few plans' worth, from
-    /// a fixed splitmix64 stream: each decodes to a plan the simulator
-    /// can run (a failure of any other would be the plan's, not the
-    /// engine's).
     #[test]
-    fn every_decoded_plan_validates() {
-        let mut state = 0x5eed_u64;
-        let mut next_byte = || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (z ^ (z >> 31)) as u8
-        };
-        let longest = 2 * (8 + KNOBS.len() + FaultClass::ALL.len());
-        for round in 0..5_000 {
-            let length = round % (longest + 1);
-            let bytes: Vec<u8> = (0..length).map(|_| next_byte()).collect();
-            if let Err(problems) = PlanInput::decode(&bytes).plan().validate() {
-                panic!("{bytes:?}: {problems}");
-            }
-        }
-        for fill in [0u8, 0xff] {
-            let plan = PlanInput::decode(&[fill; 64]).plan();
-            assert_eq!(plan.validate(), Ok(()), "bytes all {fill:#x}");
+    fn fault_decisions_are_mostly_early_and_invert() {
+        let early = (0..=u8::MAX).filter(|b| nth_of(*b) < 8).count();
+        assert_eq!(early, 224);
+        let reached: std::collections::BTreeSet<u8> = (0..=u8::MAX).map(nth_of).collect();
+        assert_eq!(reached, (0..40).collect());
+        for nth in 0..40 {
+            assert_eq!(nth_of(nth_byte(nth)), nth);
         }
     }
 
+    /// Each entry kind decodes from its bytes as the table says.
     #[test]
-    fn every_byte_string_gives_a_bounded_plan() {
-        let mut bytes = Vec::new();
-        for length in 0..80u8 {
-            bytes.push(length.wrapping_mul(37).wrapping_add(11));
+    fn entries_decode_as_documented() {
+        let mut bytes = vec![5, 0, 0b0110_0101, 0, 0, 0, 0, 0];
+        // Client 1 writes 10 rows to region slot 3; client 2 flushes slot
+        // 6; client 0 pauses 5 ms; the 3rd decision of the first scripted
+        // class fires.
+        bytes.extend([0x13, 3, 9, 0x26, 6, 0x0c, 69, 0x0e, 0, 2]);
+        let input = PlanInput::decode(&bytes);
+        assert_eq!(
+            input.entries,
+            [
+                Entry::Write {
+                    client: 1,
+                    region: 3,
+                    rows: 10
+                },
+                Entry::Request {
+                    client: 2,
+                    region: 6,
+                    kind: RequestKind::Flush
+                },
+                Entry::Think { client: 0, ms: 5 },
+                Entry::Fault { class: 0, nth: 2 },
+            ]
+        );
+        // Shape 0b0_11_001_01: 2 workers, 2 regions, 4 clients.
+        let plan = input.plan();
+        let w = &plan.workload;
+        assert_eq!((w.workers, w.regions, w.clients), (2, 2, 4));
+        let script = plan.script.as_ref().expect("a scripted plan");
+        assert_eq!(
+            script.clients[1],
+            [Step::Write {
+                region: 2,
+                rows: 10
+            }]
+        );
+        assert_eq!(script.clients[2], [Step::Flush { region: 1 }]);
+        assert_eq!(script.clients[0], [Step::Think { ms: 5 }]);
+        assert_eq!(
+            script.faults,
+            [ScriptedFault {
+                class: scripted_classes()[0],
+                nth: 2
+            }]
+        );
+    }
+
+    /// Random byte strings of every length up to past the entry cap: each
+    /// decodes to a plan the simulator can run (a failure of any other
+    /// would be the plan's, not the engine's).
+    #[test]
+    fn every_decoded_plan_validates() {
+        let mut state = 0x5eed;
+        for round in 0..3_000 {
+            let length = round % (HEADER_BYTES + 3 * MAX_ENTRIES + 40);
+            let bytes = random_bytes(&mut state, length);
             let plan = PlanInput::decode(&bytes).plan();
-            let w = &plan.workload;
-            assert!(w.total_writes() <= MAX_WRITES && w.total_writes() >= 1);
-            assert!(w.rows_per_write_min <= w.rows_per_write_max);
-            assert_eq!(plan.faults.classes.len(), FaultClass::ALL.len());
+            if let Err(problems) = plan.validate() {
+                panic!("{bytes:?}: {problems}");
+            }
+            let script = plan.script.as_ref().expect("a scripted plan");
+            let steps: usize = script.clients.iter().map(Vec::len).sum();
+            assert!(steps + script.faults.len() <= MAX_ENTRIES);
+        }
+        for fill in [0u8, 0xff] {
+            let plan = PlanInput::decode(&[fill; 700]).plan();
+            assert_eq!(plan.validate(), Ok(()), "bytes all {fill:#x}");
         }
     }
 }

@@ -331,9 +331,19 @@ impl Injector {
 
 /// Sends `Tick` to every worker every `tick_ms` until `stop` (mito2's
 /// periodic flush check).
+///
+/// `stop` is read again after each sleep: the final phase stops the ticker
+/// and then waits for the engine to settle before it reads the end state,
+/// and a tick sent by a ticker that was asleep when it was stopped could
+/// start a periodic flush after the engine was judged settled (the views
+/// read before that flush's commit, the manifests after it). The
+/// `sim_plan` fuzzer found that race.
 pub async fn run_ticker(router: Arc<WorkerRouter>, tick_ms: u64, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         sleep(Duration::from_millis(tick_ms.max(1))).await;
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         router.send_to_all(|| flush_core::request::WorkerRequest::Tick);
     }
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The CI job. `.ci/run` calls this on a clean clone. It needs only the Rust
 # toolchains (stable, plus nightly for cargo-fuzz); it installs the rest.
-# About 19 minutes on 2 cores before the fuzz build moved beside the tests
-# (aim: 18); most of it the test build (which also lints) and the fuzz
-# build (BENCHMARKS.md, "CI time").
+# About 14 minutes on 2 cores (aim: 18; 828 s on a quiet machine, the fuzz
+# build beside the tests); most of it the test build (which also lints)
+# and the fuzz build (BENCHMARKS.md, "CI time").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -20,7 +20,7 @@ use crate::explore::describe_timeline;
 use crate::merge::{check as check_merge, expand_paths, merge, read_inputs};
 use crate::plan::Plan;
 use crate::recipe::{Recipe, Split};
-use crate::report::{Report, WorkloadChoice};
+use crate::report::{plan_replay_line, Report, WorkloadChoice};
 use crate::run::{run_with, RunOptions};
 use crate::shard_env::{detect_from_process, ShardArg, ShardEnvError};
 use crate::shrink::{shrink, PlanFile, PlanSize, ShrinkOptions};
@@ -810,7 +810,7 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
     let mut report = run_with(&plan, bugs, options);
     if let Some(path) = &args.plan {
         // The plan may have been edited: the seed alone would not replay it.
-        report.replay = plan_replay_line(path);
+        report.replay = plan_replay_line(path.display());
     }
     if let Some(path) = &args.timeline {
         if let Err(message) = write_timeline(path, &plan, &report) {
@@ -833,14 +833,6 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
         print!("{}", report.render());
     }
     verdict(report.passed)
-}
-
-/// The command that replays a plan file (which names its own bugs).
-fn plan_replay_line(path: &Path) -> String {
-    format!(
-        "cargo run -p flush-sim --release -- replay --plan {}",
-        path.display()
-    )
 }
 
 #[derive(Serialize)]
@@ -925,7 +917,7 @@ fn cmd_shrink(args: &ShrinkArgs) -> u8 {
         eprintln!("error: {message}");
         return EXIT_USAGE;
     }
-    let replay = plan_replay_line(&out);
+    let replay = plan_replay_line(out.display());
     if args.json {
         let report = ShrinkReport {
             seed: plan.seed,

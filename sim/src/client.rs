@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::draw;
 use crate::ledger::{Origin, Outcome};
 use crate::plan::Workload;
-use crate::script::Step;
+use crate::script::{Script, Step};
 
 /// A client's rows `(series, ts)` numbered from `first_value`: each row's
 /// value is its number, and it sets each of `fields` to that number plus
@@ -152,10 +152,11 @@ impl<P: ClientPort> Client<P> {
         }
     }
 
-    /// Sends `steps` in order instead of drawing the workload's writes and
-    /// requests (a scripted plan's client; `None` keeps the drawn one).
-    pub fn with_script(mut self, steps: Option<Vec<Step>>) -> Self {
-        self.script = steps;
+    /// Sends this client's steps of `script` in order instead of drawing
+    /// the workload's writes and requests (a scripted plan's client; `None`
+    /// keeps the drawn one).
+    pub fn with_script(mut self, script: Option<&Script>) -> Self {
+        self.script = script.map(|script| script.steps_of(self.index));
         self
     }
 

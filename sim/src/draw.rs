@@ -42,6 +42,18 @@ pub fn field_name(schema_version: u64) -> String {
     format!("f{schema_version}")
 }
 
+/// How each kind of non-write request is built, drawn or scripted.
+const FLUSH: MakeRequest = |region_id, _| Request::Flush { region_id };
+const ALTER: MakeRequest = |region_id, schema_version| Request::Alter {
+    region_id,
+    schema_version,
+    add_field: Some(field_name(schema_version)),
+};
+const TRUNCATE: MakeRequest = |region_id, _| Request::Truncate { region_id };
+const DROP: MakeRequest = |region_id, _| Request::Drop { region_id };
+const CLOSE: MakeRequest = |region_id, _| Request::Close { region_id };
+const DOWNGRADE: MakeRequest = |region_id, _| Request::Downgrade { region_id };
+
 /// The requests issued beside one write: each kind of the workload's mix
 /// with its per-mille chance, in a fixed order, each on a drawn region.
 /// `next_schema_version` is asked once per request issued.
@@ -53,18 +65,12 @@ pub fn mixed_requests(
 ) -> Vec<Request> {
     let mix = &workload.mix;
     let kinds: [(u32, MakeRequest); 6] = [
-        (mix.flush, |region_id, _| Request::Flush { region_id }),
-        (mix.alter, |region_id, schema_version| Request::Alter {
-            region_id,
-            schema_version,
-            add_field: Some(field_name(schema_version)),
-        }),
-        (mix.truncate, |region_id, _| Request::Truncate { region_id }),
-        (mix.drop, |region_id, _| Request::Drop { region_id }),
-        (mix.close, |region_id, _| Request::Close { region_id }),
-        (mix.downgrade, |region_id, _| Request::Downgrade {
-            region_id,
-        }),
+        (mix.flush, FLUSH),
+        (mix.alter, ALTER),
+        (mix.truncate, TRUNCATE),
+        (mix.drop, DROP),
+        (mix.close, CLOSE),
+        (mix.downgrade, DOWNGRADE),
     ];
     let mut requests = Vec::new();
     for (per_mille, make) in kinds {
@@ -81,21 +87,15 @@ pub fn mixed_requests(
 /// fresh schema version from `next_schema_version`, as a drawn alter does.
 pub fn scripted_request(step: &Step, next_schema_version: impl FnOnce() -> u64) -> Option<Request> {
     let region_id = RegionId(step.region()?);
-    let request = match *step {
-        Step::Flush { .. } => Request::Flush { region_id },
-        Step::Alter { .. } => {
-            let schema_version = next_schema_version();
-            Request::Alter {
-                region_id,
-                schema_version,
-                add_field: Some(field_name(schema_version)),
-            }
-        }
-        Step::Truncate { .. } => Request::Truncate { region_id },
-        Step::Drop { .. } => Request::Drop { region_id },
-        Step::Close { .. } => Request::Close { region_id },
-        Step::Downgrade { .. } => Request::Downgrade { region_id },
+    let (make, schema_version) = match *step {
+        Step::Flush { .. } => (FLUSH, 0),
+        // Only an alter takes a schema version from the run.
+        Step::Alter { .. } => (ALTER, next_schema_version()),
+        Step::Truncate { .. } => (TRUNCATE, 0),
+        Step::Drop { .. } => (DROP, 0),
+        Step::Close { .. } => (CLOSE, 0),
+        Step::Downgrade { .. } => (DOWNGRADE, 0),
         Step::Write { .. } | Step::Think { .. } => return None,
     };
-    Some(request)
+    Some(make(region_id, schema_version))
 }

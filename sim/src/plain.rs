@@ -165,7 +165,7 @@ pub async fn run_clients(plan: &Plan, engine: Arc<TokioEngine>) -> PlainRun {
             stop.clone(),
             running.clone(),
         )
-        .with_script(plan.script.as_ref().map(|script| script.steps_of(index)))
+        .with_script(plan.script.as_ref())
         .run()
     });
     futures::future::join_all(clients).await;

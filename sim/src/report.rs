@@ -94,13 +94,18 @@ pub fn rare_state_counts(reached: &BTreeMap<RareState, Reach>) -> BTreeMap<Strin
         .collect()
 }
 
+/// The command that replays a plan file (which names its own bugs).
+pub fn plan_replay_line(path: impl std::fmt::Display) -> String {
+    format!("cargo run -p flush-sim --release -- replay --plan {path}")
+}
+
 /// The command that reproduces one run alone: its seed, the splits of
 /// its timeline if it has any, its bugs and workload.
 pub fn replay_line(plan: &Plan, bugs: Bugs, workload: WorkloadChoice) -> String {
     if plan.script.is_some() {
         // No seed or recipe names a script: it replays only from its plan
         // file (whoever runs one from a file puts the file's path here).
-        return "cargo run -p flush-sim --release -- replay --plan plan.json".to_string();
+        return plan_replay_line("plan.json");
     }
     let mut line = format!(
         "cargo run -p flush-sim --release -- replay --seed {}",

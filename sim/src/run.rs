@@ -554,12 +554,7 @@ impl Cast<'_> {
                 self.stop.clone(),
                 self.clients_running.clone(),
             )
-            .with_script(
-                self.plan
-                    .script
-                    .as_ref()
-                    .map(|script| script.steps_of(index)),
-            );
+            .with_script(self.plan.script.as_ref());
             drop(actors.spawn(client.run()));
         }
         let injector = || {

@@ -111,15 +111,6 @@ impl Script {
             .unwrap_or_default()
     }
 
-    /// Writes over all clients.
-    pub fn writes(&self) -> u64 {
-        self.clients
-            .iter()
-            .flatten()
-            .filter(|step| matches!(step, Step::Write { .. }))
-            .count() as u64
-    }
-
     /// The most writes any one client makes: the workload's
     /// `writes_per_client` for a scripted plan (the run's time budgets
     /// are scaled by it).

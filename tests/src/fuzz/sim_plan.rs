@@ -124,6 +124,7 @@ pub enum Entry {
 }
 
 const KIND_THINK: u8 = 12;
+const KIND_FAULT: u8 = 13;
 /// Byte values at or above this name decisions 8 and later.
 const LATE_NTH: u8 = 224;
 
@@ -145,7 +146,6 @@ fn nth_byte(nth: u8) -> u8 {
         LATE_NTH + (nth - 8)
     }
 }
-const KIND_FAULT: u8 = 13;
 
 impl Entry {
     fn decode(u: &mut Unstructured<'_>, classes: usize) -> Option<Entry> {
@@ -428,14 +428,11 @@ impl fmt::Debug for PlanInput {
     }
 }
 
-/// How a failing input is replayed: from the plan file `check` prints.
-const PLAN_REPLAY: &str = "cargo run -p flush-sim --release -- replay --plan plan.json";
-
 /// Runs the input's plan with `bugs` planted; on any failed check, prints
 /// the report, the plan file and the replay command, then panics.
 pub fn check(input: &PlanInput, bugs: Bugs) {
     let plan = input.plan();
-    let mut report = flush_sim::run(&plan, bugs);
+    let report = flush_sim::run(&plan, bugs);
     // A run frees its world before it returns (one run at a time here): a
     // world still alive is a leak of every SST and trace line of the run.
     // Said here, not left to LeakSanitizer: CI's smoke run builds without
@@ -448,15 +445,14 @@ pub fn check(input: &PlanInput, bugs: Bugs) {
     if report.passed {
         return;
     }
-    // A scripted plan replays from its file, printed below.
-    report.replay = PLAN_REPLAY.to_string();
+    // A scripted plan's replay line names its plan file, printed below.
     let failed = report
         .first_failure()
         .map_or_else(|| "a check".to_string(), |check| check.name.clone());
     eprintln!("{}", report.render());
     eprintln!("plan file (save as plan.json):");
     eprintln!("{}", PlanFile::new(plan, bugs).to_json());
-    eprintln!("replay: {PLAN_REPLAY}");
+    eprintln!("replay: {}", report.replay);
     panic!("sim_plan: {failed} failed (plan and replay command above)");
 }
 

@@ -44,7 +44,7 @@ fn buffer_ops(c: &mut Criterion) {
 fn rows(count: usize) -> Vec<RowValue> {
     (0..count)
         .map(|i| RowValue {
-            series: format!("host-{}", i % 16),
+            series: format!("host-{}", i % 16).into(),
             ts: i as i64,
             value: i as f64 * 0.5,
             fields: Vec::new(),

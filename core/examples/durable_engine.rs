@@ -166,7 +166,7 @@ fn rows(region_id: RegionId, write: usize) -> Vec<RowValue> {
         .map(|index| {
             let n = write * ROWS_PER_WRITE + index;
             RowValue {
-                series: format!("region{}/host-{:02}", region_id.0, n % 4),
+                series: format!("region{}/host-{:02}", region_id.0, n % 4).into(),
                 ts: 1_700_000_000_000 + n as i64 * 1_000,
                 value: (n as f64).cos() * 50.0,
                 fields: Vec::new(),

@@ -166,7 +166,7 @@ mod tests {
 
     fn row(sequence: u64) -> Row {
         Row {
-            series: "host-1".to_string(),
+            series: "host-1".to_string().into(),
             ts: sequence as i64,
             value: 1.0,
             sequence,

@@ -236,7 +236,7 @@ mod tests {
             first_sequence,
             rows: (0..rows)
                 .map(|i| RowValue {
-                    series: format!("s{i}"),
+                    series: format!("s{i}").into(),
                     ts: i as i64,
                     value: i as f64,
                     fields: Vec::new(),

@@ -1,12 +1,19 @@
 //! Rows: as a client writes them, as a region stores them, as the WAL logs
 //! them. A leaf module: everything that moves rows (memtables, the WAL, the
 //! SST codec, requests, events) depends on it and it on nothing of ours.
+//!
+//! Names (a row's series, a field's name) are shared `Arc<str>`: a write's
+//! rows pass through the WAL, the memtable and a checker's ledger, and a
+//! region has few series, so a row copied from one to the next bumps a count
+//! instead of allocating its name again.
+
+use std::sync::Arc;
 
 /// A value of a field an alter added, named as a write names its columns.
 /// A row carries only the added fields it sets; the others are null.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldValue {
-    pub name: String,
+    pub name: Arc<str>,
     pub value: f64,
 }
 
@@ -14,7 +21,7 @@ pub struct FieldValue {
 /// and values for fields alters added.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowValue {
-    pub series: String,
+    pub series: Arc<str>,
     pub ts: i64,
     pub value: f64,
     pub fields: Vec<FieldValue>,
@@ -23,7 +30,7 @@ pub struct RowValue {
 /// A row as stored: the client's values plus the sequence the region gave it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
-    pub series: String,
+    pub series: Arc<str>,
     pub ts: i64,
     pub value: f64,
     pub sequence: u64,
@@ -32,7 +39,7 @@ pub struct Row {
 
 impl Row {
     /// A stored row of the base columns only.
-    pub fn new(series: impl Into<String>, ts: i64, value: f64, sequence: u64) -> Row {
+    pub fn new(series: impl Into<Arc<str>>, ts: i64, value: f64, sequence: u64) -> Row {
         Row {
             series: series.into(),
             ts,
@@ -57,7 +64,7 @@ impl Row {
     pub fn field(&self, name: &str) -> Option<f64> {
         self.fields
             .iter()
-            .find(|field| field.name == name)
+            .find(|field| &*field.name == name)
             .map(|field| field.value)
     }
 }

@@ -52,7 +52,7 @@ pub fn rows_to_batch(schema: &RegionSchema, rows: &[Row]) -> Result<RecordBatch,
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.series.as_str()),
+            rows.iter().map(|r| &*r.series),
         )),
         Arc::new(TimestampMillisecondArray::from_iter_values(
             rows.iter().map(|r| r.ts),
@@ -232,10 +232,15 @@ fn append_batch_rows(
             let array = batch
                 .column_by_name(name)
                 .ok_or_else(|| format!("missing column {name}"))?;
-            Ok((name, typed::<Float64Array>(array, name)?))
+            Ok((
+                Arc::<str>::from(name.as_str()),
+                typed::<Float64Array>(array, name)?,
+            ))
         })
         .collect::<Result<Vec<_>, String>>()?;
     rows.reserve(batch.num_rows());
+    // SSTs are sorted by series: consecutive rows share one name.
+    let mut last_series: Option<Arc<str>> = None;
     for index in 0..batch.num_rows() {
         if op_type.value(index) != OP_TYPE_PUT {
             return Err(format!(
@@ -247,12 +252,17 @@ fn append_batch_rows(
             .iter()
             .filter(|(_, array)| array.is_valid(index))
             .map(|(name, array)| FieldValue {
-                name: name.to_string(),
+                name: name.clone(),
                 value: array.value(index),
             })
             .collect();
+        let name = series.value(index);
+        let series = match &last_series {
+            Some(last) if **last == *name => last.clone(),
+            _ => last_series.insert(Arc::from(name)).clone(),
+        };
         rows.push(Row {
-            series: series.value(index).to_string(),
+            series,
             ts: ts.value(index),
             value: value.value(index),
             sequence: sequence.value(index),
@@ -348,11 +358,11 @@ mod tests {
         };
         let mut original = rows(2, 3);
         original[1].fields.push(FieldValue {
-            name: "mem".to_string(),
+            name: "mem".into(),
             value: 0.5,
         });
         original[4].fields.push(FieldValue {
-            name: "cpu".to_string(),
+            name: "cpu".into(),
             value: 7.0,
         });
         let bytes = encode_rows("f.parquet", &schema, &original).unwrap();
@@ -365,7 +375,7 @@ mod tests {
     fn a_row_with_a_field_outside_the_schema_is_refused() {
         let mut original = rows(1, 1);
         original[0].fields.push(FieldValue {
-            name: "cpu".to_string(),
+            name: "cpu".into(),
             value: 1.0,
         });
         let error = encode_rows("x.parquet", &RegionSchema::default(), &original).unwrap_err();

@@ -114,7 +114,7 @@ fn writes_behind_a_pending_ddl_are_applied_in_request_order() {
         .worker()
         .memtable_rows(R1)
         .into_iter()
-        .map(|row| row.series)
+        .map(|row| row.series.to_string())
         .collect();
     let expected: Vec<String> = sizes
         .iter()

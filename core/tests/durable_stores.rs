@@ -200,7 +200,7 @@ fn an_sst_put_through_the_store_reads_back_with_the_parquet_reader() {
     let store = FileObjectStore::new(fs.clone());
     let rows: Vec<Row> = (0..50)
         .map(|index| Row {
-            series: format!("host-{}", index % 4),
+            series: format!("host-{}", index % 4).into(),
             ts: index * 10,
             value: index as f64 * 0.5,
             sequence: 100 + index as u64,

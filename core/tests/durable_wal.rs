@@ -23,7 +23,7 @@ fn entry(entry_id: u64) -> WalEntry {
         first_sequence: entry_id * 100,
         rows: (0..3)
             .map(|index| RowValue {
-                series: format!("host-{entry_id}-{index}"),
+                series: format!("host-{entry_id}-{index}").into(),
                 ts: entry_id as i64 * 1_000 + index,
                 value: entry_id as f64 + index as f64 / 10.0,
                 fields: Vec::new(),

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{rows, Scenario, R1};
 use flush_core::error::ErrorKind;
 use flush_core::ids::sst_path;
@@ -27,7 +29,7 @@ fn with_field(mut rows: Vec<RowValue>, name: &str, every: usize) -> Vec<RowValue
     for (index, row) in rows.iter_mut().enumerate() {
         if index % every == 0 {
             row.fields.push(FieldValue {
-                name: name.to_string(),
+                name: name.into(),
                 value: index as f64 + 0.25,
             });
         }
@@ -79,7 +81,7 @@ fn each_flush_writes_its_memtable_with_the_schema_it_was_written_under() {
         added_fields: vec!["cpu".to_string()],
     };
     assert_eq!(files[1].schema, cpu);
-    let values = |file: &DecodedSst| -> Vec<(String, i64, Vec<FieldValue>)> {
+    let values = |file: &DecodedSst| -> Vec<(Arc<str>, i64, Vec<FieldValue>)> {
         let mut rows: Vec<_> = file
             .rows
             .iter()
@@ -88,7 +90,7 @@ fn each_flush_writes_its_memtable_with_the_schema_it_was_written_under() {
         rows.sort_by_key(|(_, ts, _)| *ts);
         rows
     };
-    let expected = |rows: &[RowValue]| -> Vec<(String, i64, Vec<FieldValue>)> {
+    let expected = |rows: &[RowValue]| -> Vec<(Arc<str>, i64, Vec<FieldValue>)> {
         rows.iter()
             .map(|r| (r.series.clone(), r.ts, r.fields.clone()))
             .collect()

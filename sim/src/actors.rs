@@ -4,6 +4,7 @@
 //! which records it and its reply in the ledger and the trace — or, when the
 //! engine crashed with it in flight, records it as interrupted.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,8 +55,8 @@ impl Requester {
         &self,
         origin: Origin,
         region_id: RegionId,
-        rows: Vec<(String, i64)>,
-        fields: &[String],
+        rows: Vec<(Arc<str>, i64)>,
+        fields: &[Arc<str>],
     ) -> Outcome {
         let now_us = self.world.now_us();
         let (id, request, generation, crashed) = self.world.with(|state| {
@@ -67,9 +68,11 @@ impl Requester {
             let request = Request::Write { region_id, rows };
             let step = state.trace.next_step();
             let id = ledger.issue(origin, &request, step, now_us, generation);
-            state
-                .trace
-                .record(now_us, "request", describe_request(id, origin, &request));
+            state.trace.record(
+                now_us,
+                "request",
+                format_args!("{}", RequestLine(id, origin, &request)),
+            );
             (id, request, generation, crashed)
         });
         let receiver = self.deliver(origin, id, request);
@@ -91,9 +94,11 @@ impl Requester {
                 .checks
                 .ledger()
                 .issue(origin, &request, step, now_us, generation);
-            state
-                .trace
-                .record(now_us, "request", describe_request(id, origin, &request));
+            state.trace.record(
+                now_us,
+                "request",
+                format_args!("{}", RequestLine(id, origin, &request)),
+            );
             (id, generation, crashed)
         });
         let receiver = self.deliver(origin, id, request);
@@ -155,7 +160,7 @@ impl Requester {
             drop(ledger);
             state
                 .trace
-                .record(now_us, "reply", format!("{} {}", id.0, outcome.describe()));
+                .record(now_us, "reply", format_args!("{} {outcome}", id.0));
             outcome
         })
     }
@@ -173,8 +178,8 @@ impl ClientPort for Requester {
         &self,
         origin: Origin,
         region_id: RegionId,
-        rows: Vec<(String, i64)>,
-        fields: Vec<String>,
+        rows: Vec<(Arc<str>, i64)>,
+        fields: Vec<Arc<str>>,
     ) -> BoxFuture<'static, Outcome> {
         let requester = self.clone();
         async move { requester.write(origin, region_id, rows, &fields).await }.boxed()
@@ -213,26 +218,35 @@ impl Requester {
                 (crash.step, crash.t_us)
             });
             self.checks.ledger().interrupt(id, crash_step, crash_us);
-            state
-                .trace
-                .record(now_us, "reply", format!("{} interrupted by a crash", id.0));
+            state.trace.record(
+                now_us,
+                "reply",
+                format_args!("{} interrupted by a crash", id.0),
+            );
         });
         Outcome::Interrupted
     }
 }
 
-fn describe_request(id: RequestId, origin: Origin, request: &Request) -> String {
-    let detail = match request {
-        Request::Write { rows, .. } => format!(" rows={}", rows.len()),
-        Request::Alter { schema_version, .. } => format!(" schema={schema_version}"),
-        _ => String::new(),
-    };
-    format!(
-        "{} {origin:?} {} {}{detail}",
-        id.0,
-        request.kind(),
-        request.region_id()
-    )
+/// A request's trace line: id, origin, kind, region and what sets it apart.
+struct RequestLine<'a>(RequestId, Origin, &'a Request);
+
+impl fmt::Display for RequestLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let RequestLine(id, origin, request) = self;
+        write!(
+            f,
+            "{} {origin:?} {} {}",
+            id.0,
+            request.kind(),
+            request.region_id()
+        )?;
+        match request {
+            Request::Write { rows, .. } => write!(f, " rows={}", rows.len()),
+            Request::Alter { schema_version, .. } => write!(f, " schema={schema_version}"),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Region faults: drops, closes and truncates at random moments (half the

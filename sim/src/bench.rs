@@ -301,7 +301,7 @@ fn parquet_batches() -> Vec<Vec<Row>> {
                 .map(|i| {
                     sequence += 1;
                     Row {
-                        series: format!("host-{}", (i * 7 + batch) % 16),
+                        series: format!("host-{}", (i * 7 + batch) % 16).into(),
                         ts: (batch * PARQUET_ROWS_PER_BATCH + i) as i64,
                         value: sequence as f64,
                         sequence,

@@ -31,7 +31,11 @@ use crate::script::{Script, Step};
 /// value is its number, and it sets each of `fields` to that number plus
 /// half the field's position (exact in an f64), so a checker can tell
 /// every value of every row apart.
-pub fn client_rows(first_value: u64, rows: Vec<(String, i64)>, fields: &[String]) -> Vec<RowValue> {
+pub fn client_rows(
+    first_value: u64,
+    rows: Vec<(Arc<str>, i64)>,
+    fields: &[Arc<str>],
+) -> Vec<RowValue> {
     rows.into_iter()
         .enumerate()
         .map(|(index, (series, ts))| {
@@ -65,8 +69,8 @@ pub trait ClientPort: Send + Sync + 'static {
         &self,
         origin: Origin,
         region_id: RegionId,
-        rows: Vec<(String, i64)>,
-        fields: Vec<String>,
+        rows: Vec<(Arc<str>, i64)>,
+        fields: Vec<Arc<str>>,
     ) -> BoxFuture<'static, Outcome>;
 
     /// The client's think time between two writes.
@@ -121,10 +125,12 @@ pub struct Client<P: ClientPort> {
     /// A scripted plan's steps for this client, sent in order instead of
     /// the drawn workload.
     script: Option<Vec<Step>>,
+    /// The workload's series names, shared by every row written.
+    series: draw::SeriesNames,
 }
 
 /// Fields a client knows each region to have.
-type KnownFields = Arc<Mutex<BTreeMap<RegionId, Vec<String>>>>;
+type KnownFields = Arc<Mutex<BTreeMap<RegionId, Vec<Arc<str>>>>>;
 
 impl<P: ClientPort> Client<P> {
     #[allow(clippy::too_many_arguments)]
@@ -138,6 +144,7 @@ impl<P: ClientPort> Client<P> {
         running: Arc<AtomicUsize>,
     ) -> Self {
         running.fetch_add(1, Ordering::Relaxed);
+        let series = draw::SeriesNames::new(&workload);
         Client {
             index,
             port,
@@ -149,6 +156,7 @@ impl<P: ClientPort> Client<P> {
             beliefs: BTreeMap::new(),
             fields: KnownFields::default(),
             script: None,
+            series,
         }
     }
 
@@ -198,7 +206,7 @@ impl<P: ClientPort> Client<P> {
         self.make_room(in_flight).await;
         let region_id = self.pick_region();
         self.recover(region_id).await;
-        let series = draw::write_series(&mut self.rng, &self.workload);
+        let series = draw::write_series(&mut self.rng, &self.workload, &self.series);
         in_flight.push(self.write(region_id, series));
         for request in self.mixed_requests() {
             in_flight.push(self.issue(request));
@@ -214,7 +222,7 @@ impl<P: ClientPort> Client<P> {
                 self.make_room(in_flight).await;
                 let region_id = RegionId(region);
                 self.recover(region_id).await;
-                let series = draw::series(&mut self.rng, &self.workload, rows);
+                let series = draw::series(&mut self.rng, &self.series, rows);
                 in_flight.push(self.write(region_id, series));
             }
             request => {
@@ -250,13 +258,13 @@ impl<P: ClientPort> Client<P> {
     fn write(
         &mut self,
         region_id: RegionId,
-        series: Vec<String>,
+        series: Vec<Arc<str>>,
     ) -> BoxFuture<'static, (RegionId, &'static str, Outcome)> {
         let ts = self.port.now_ms() as i64;
-        let rows: Vec<(String, i64)> = series.into_iter().zip(ts..).collect();
+        let rows: Vec<(Arc<str>, i64)> = series.into_iter().zip(ts..).collect();
         // The newest few: enough to write old and new fields side by side
         // without every row growing with every alter.
-        let fields: Vec<String> = lock(&self.fields)
+        let fields: Vec<Arc<str>> = lock(&self.fields)
             .get(&region_id)
             .map(|known| {
                 known
@@ -276,7 +284,7 @@ impl<P: ClientPort> Client<P> {
         let region_id = request.region_id();
         let kind = request.kind();
         let added = match &request {
-            Request::Alter { add_field, .. } => add_field.clone(),
+            Request::Alter { add_field, .. } => add_field.as_deref().map(Arc::<str>::from),
             _ => None,
         };
         let fields = self.fields.clone();

@@ -192,7 +192,7 @@ pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
     context.engines.replace(next);
     world.trace(
         "crash",
-        format!(
+        format_args!(
             "engine {} killed ({}), {unsynced_lost} WAL segments lost unsynced bytes, {torn} torn; \
              {} bytes lost, {} names reverted, {} directories lost; engine {generation} reopens",
             generation - 1,
@@ -218,13 +218,13 @@ pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
     } else {
         world.trace(
             "crash",
-            "recovery not checked: the old engine's requests did not resolve".to_string(),
+            format_args!("recovery not checked: the old engine's requests did not resolve"),
         );
     }
     let released = context.router.release_clients();
     world.trace(
         "crash",
-        format!(
+        format_args!(
             "restart done: {} regions reopened, {} not; {released} held requests released",
             record.regions_reopened, record.regions_not_reopened
         ),
@@ -239,7 +239,7 @@ pub async fn crash_and_restart(context: &CrashContext, window: CrashWindow) {
 /// left without its answer.
 async fn stop_gracefully(context: &CrashContext, dead: &EngineGeneration) {
     let world = &context.world;
-    let began = world.trace("crash", "engine stopping gracefully".to_string());
+    let began = world.trace("crash", format_args!("engine stopping gracefully"));
     let stopped = dead
         .engine
         .stop(Duration::from_millis(RESTART_PATIENCE_MS))
@@ -259,7 +259,7 @@ async fn stop_gracefully(context: &CrashContext, dead: &EngineGeneration) {
         .collect();
     let ended = world.trace(
         "crash",
-        format!(
+        format_args!(
             "engine stopped: workers stopped {stopped}, {} unanswered",
             unanswered.len()
         ),

@@ -5,6 +5,8 @@
 //! order: the overhead ratio compares like with like. The order of the draws
 //! is part of every trace hash; change it only together with the snapshots.
 
+use std::sync::Arc;
+
 use flush_core::ids::RegionId;
 use flush_core::request::Request;
 use rand::Rng;
@@ -22,18 +24,42 @@ pub fn region(rng: &mut ChaCha8Rng, regions: &[RegionId]) -> RegionId {
     regions.get(index).copied().unwrap_or(RegionId(1))
 }
 
+/// The workload's series names (`host-N`), made once: every row of a
+/// client's writes shares one of them instead of formatting its own.
+#[derive(Clone, Debug)]
+pub struct SeriesNames {
+    count: u32,
+    names: Vec<Arc<str>>,
+}
+
+impl SeriesNames {
+    pub fn new(workload: &Workload) -> Self {
+        let count = workload.series.max(1);
+        let names = (0..count).map(|n| Arc::from(format!("host-{n}"))).collect();
+        SeriesNames { count, names }
+    }
+
+    /// One name, uniformly. Drawn as a `u32` below the count, as when each
+    /// row formatted its own name: the draw is part of every trace hash.
+    fn pick(&self, rng: &mut ChaCha8Rng) -> Arc<str> {
+        self.names[rng.gen_range(0..self.count) as usize].clone()
+    }
+}
+
 /// The series of each row of the next write: how many rows, then which
-/// series each row belongs to (`host-N`).
-pub fn write_series(rng: &mut ChaCha8Rng, workload: &Workload) -> Vec<String> {
+/// series each row belongs to.
+pub fn write_series(
+    rng: &mut ChaCha8Rng,
+    workload: &Workload,
+    names: &SeriesNames,
+) -> Vec<Arc<str>> {
     let count = rng.gen_range(workload.rows_per_write_min..=workload.rows_per_write_max.max(1));
-    series(rng, workload, count)
+    series(rng, names, count)
 }
 
 /// The series of each of `count` rows (at least one).
-pub fn series(rng: &mut ChaCha8Rng, workload: &Workload, count: u32) -> Vec<String> {
-    (0..count.max(1))
-        .map(|_| format!("host-{}", rng.gen_range(0..workload.series.max(1))))
-        .collect()
+pub fn series(rng: &mut ChaCha8Rng, names: &SeriesNames, count: u32) -> Vec<Arc<str>> {
+    (0..count.max(1)).map(|_| names.pick(rng)).collect()
 }
 
 /// The field an alter to `schema_version` adds: a nullable column that

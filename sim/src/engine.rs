@@ -253,7 +253,7 @@ impl Engine {
             workers.push(worker);
         }
         router.set_inboxes(inboxes);
-        world.trace("engine", format!("started {} workers", workers.len()));
+        world.trace("engine", format_args!("started {} workers", workers.len()));
         Engine {
             world,
             router,
@@ -333,7 +333,8 @@ impl Engine {
         let stopped = madsim::time::timeout(patience, futures::future::join_all(loops))
             .await
             .is_ok();
-        self.world.trace("engine", format!("stopped: {stopped}"));
+        self.world
+            .trace("engine", format_args!("stopped: {stopped}"));
         stopped
     }
 }

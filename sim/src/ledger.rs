@@ -12,6 +12,7 @@
 //! engine holding it died.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use flush_core::error::ErrorKind;
 use flush_core::ids::{RegionId, RequestId};
@@ -58,20 +59,22 @@ impl Outcome {
     pub fn is_pending(&self) -> bool {
         matches!(self, Outcome::Pending)
     }
+}
 
-    /// Short text for traces and messages.
-    pub fn describe(&self) -> String {
+/// Short text for traces and messages.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Pending => "pending".to_string(),
-            Outcome::Ok(Output::Done) => "ok".to_string(),
+            Outcome::Pending => f.write_str("pending"),
+            Outcome::Ok(Output::Done) => f.write_str("ok"),
             Outcome::Ok(Output::Written {
                 entry_id,
                 first_sequence,
                 rows,
-            }) => format!("ok entry={entry_id} seq={first_sequence} rows={rows}"),
-            Outcome::Err { kind, message } => format!("err {}: {message}", kind.as_str()),
-            Outcome::Lost => "LOST (reply sender dropped)".to_string(),
-            Outcome::Interrupted => "interrupted by a crash".to_string(),
+            }) => write!(f, "ok entry={entry_id} seq={first_sequence} rows={rows}"),
+            Outcome::Err { kind, message } => write!(f, "err {}: {message}", kind.as_str()),
+            Outcome::Lost => f.write_str("LOST (reply sender dropped)"),
+            Outcome::Interrupted => f.write_str("interrupted by a crash"),
         }
     }
 }

@@ -98,8 +98,8 @@ impl ClientPort for EnginePort {
         &self,
         _origin: Origin,
         region_id: RegionId,
-        rows: Vec<(String, i64)>,
-        fields: Vec<String>,
+        rows: Vec<(Arc<str>, i64)>,
+        fields: Vec<Arc<str>>,
     ) -> BoxFuture<'static, Outcome> {
         let count = rows.len() as u64;
         let first = self.tally.next_value.fetch_add(count, Ordering::Relaxed) + 1;

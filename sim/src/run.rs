@@ -172,7 +172,7 @@ fn warm_up_process_globals() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
         let rows = [flush_core::memtable::Row {
-            series: "warm-up".to_string(),
+            series: "warm-up".into(),
             ts: 0,
             value: 0.0,
             sequence: 1,
@@ -446,7 +446,7 @@ async fn simulate(
     )));
     create_regions(&world, &requester, &workload, &regions).await;
 
-    world.trace("phase", "safety".to_string());
+    world.trace("phase", format_args!("safety"));
     let stop = Arc::new(AtomicBool::new(false));
     let clients_running = Arc::new(AtomicUsize::new(0));
     let cast = Cast {
@@ -464,7 +464,7 @@ async fn simulate(
 
     stop.store(true, Ordering::Relaxed);
     world.set_faults(false);
-    world.trace("phase", "liveness".to_string());
+    world.trace("phase", format_args!("liveness"));
     let liveness = wait_for_liveness(
         &world,
         &rig,
@@ -487,7 +487,7 @@ async fn simulate(
     let quiescent = settle(&world, &rig).await;
     let observed = observe_end_state(&world, &rig, &workload, regions, liveness, quiescent).await;
     let sim_ms = world.now_ms();
-    world.trace("phase", format!("done at {sim_ms} ms"));
+    world.trace("phase", format_args!("done at {sim_ms} ms"));
     (observed, sim_ms)
 }
 
@@ -496,7 +496,7 @@ fn trace_plan(plan: &Plan, bugs: Bugs, world: &World) {
     let bugs: Vec<&str> = bugs.iter().map(|bug| bug.name()).collect();
     world.trace(
         "plan",
-        format!(
+        format_args!(
             "seed {} workload {} bugs [{}] faults: {}",
             plan.seed,
             plan.workload.name,
@@ -513,7 +513,7 @@ async fn create_regions(
     workload: &Workload,
     regions: &[RegionId],
 ) {
-    world.trace("phase", "setup".to_string());
+    world.trace("phase", format_args!("setup"));
     let creates = regions.iter().map(|region_id| {
         let options = workload.region_options(*region_id);
         let create = Request::Create {
@@ -609,7 +609,7 @@ async fn run_safety_phase(
             // would fail a stuck write): judge it with faults off.
             world.trace(
                 "phase",
-                format!("safety stagnated: no reply for {quiet_ms} ms"),
+                format_args!("safety stagnated: no reply for {quiet_ms} ms"),
             );
             break;
         }
@@ -630,7 +630,7 @@ async fn reopen_every_region(
     let pending = rig.checks.ledger().pending_count();
     world.trace(
         "phase",
-        format!(
+        format_args!(
             "final ({pending} pending, {} clients running)",
             clients_running.load(Ordering::Relaxed)
         ),
@@ -725,7 +725,7 @@ async fn shut_down(
     rig: &Rig,
     current: &EngineGeneration,
 ) -> (u64, Option<BufferReading>) {
-    let shutdown_step = world.trace("phase", "shutdown".to_string());
+    let shutdown_step = world.trace("phase", format_args!("shutdown"));
     let stopped = current
         .engine
         .stop(Duration::from_millis(INSPECT_PATIENCE_MS))

@@ -40,7 +40,7 @@ fn start(root: &std::path::Path) -> (TokioEngine, DurableStores) {
 fn rows(region_id: RegionId, write: usize) -> Vec<RowValue> {
     (0..20)
         .map(|index| RowValue {
-            series: format!("r{}-host-{}", region_id.0, index % 3),
+            series: format!("r{}-host-{}", region_id.0, index % 3).into(),
             ts: (write * 20 + index) as i64,
             value: write as f64 + index as f64 / 100.0,
             fields: Vec::new(),

@@ -231,7 +231,7 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
             Vec::new()
         };
         rows.push(RowValue {
-            series,
+            series: series.into(),
             ts,
             value,
             fields,
@@ -255,7 +255,10 @@ fn decode_fields(reader: &mut Reader<'_>) -> Result<Vec<FieldValue>, String> {
             .map_err(|_| "a field name that is not UTF-8".to_string())?
             .to_string();
         let value = f64::from_bits(reader.u64("a field value")?);
-        fields.push(FieldValue { name, value });
+        fields.push(FieldValue {
+            name: name.into(),
+            value,
+        });
     }
     Ok(fields)
 }
@@ -270,7 +273,7 @@ mod tests {
             first_sequence: entry_id * 10,
             rows: (0..rows)
                 .map(|index| RowValue {
-                    series: format!("host-{index}"),
+                    series: format!("host-{index}").into(),
                     ts: index as i64 * 1_000 - 5,
                     value: index as f64 / 3.0,
                     fields: Vec::new(),
@@ -292,7 +295,7 @@ mod tests {
             entry_id: 9,
             first_sequence: 1,
             rows: vec![RowValue {
-                series: "x".repeat(MAX_PAYLOAD_BYTES),
+                series: "x".repeat(MAX_PAYLOAD_BYTES).into(),
                 ts: 0,
                 value: 0.0,
                 fields: Vec::new(),
@@ -319,7 +322,7 @@ mod tests {
         let plain = entry(4, 2);
         let mut with_fields = entry(5, 2);
         with_fields.rows[1].fields.push(FieldValue {
-            name: "cpu".to_string(),
+            name: "cpu".into(),
             value: 2.5,
         });
         let bytes = log(&[plain.clone(), with_fields.clone()]);

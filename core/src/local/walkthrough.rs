@@ -98,7 +98,7 @@ fn write_rows(region_id: RegionId, write: usize) -> Vec<RowValue> {
         .map(|index| {
             let n = write * ROWS_PER_WRITE + index;
             RowValue {
-                series: format!("region{}/host-{:02}", region_id.0, n % SERIES_PER_REGION),
+                series: format!("region{}/host-{:02}", region_id.0, n % SERIES_PER_REGION).into(),
                 ts: 1_700_000_000_000 + n as i64 * 1_000,
                 value: (n as f64).sin() * 100.0,
                 fields: Vec::new(),

@@ -27,7 +27,7 @@ fn check_rows(
     for row in rows {
         for (index, field) in row.fields.iter().enumerate() {
             if !schema.has_field(&field.name) {
-                let column = field.name.clone();
+                let column = field.name.to_string();
                 return Err(RequestError::UnknownColumn { region_id, column });
             }
             if row.fields[..index].iter().any(|f| f.name == field.name) {

@@ -202,7 +202,7 @@ impl Model {
         let mut problems = Vec::new();
         let mut seen: BTreeMap<&str, u32> = BTreeMap::new();
         for row in rows {
-            *seen.entry(row.series.as_str()).or_default() += 1;
+            *seen.entry(&*row.series).or_default() += 1;
             let Some((write_id, index)) = parse_series(&row.series) else {
                 problems.push(format!("{region_id}: a row of no write of ours: {row:?}"));
                 continue;

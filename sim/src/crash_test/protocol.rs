@@ -24,7 +24,7 @@ pub const ROWS_PER_WRITE: usize = 8;
 pub fn rows_of(write_id: u64) -> Vec<RowValue> {
     (0..ROWS_PER_WRITE)
         .map(|index| RowValue {
-            series: series_name(write_id, index),
+            series: series_name(write_id, index).into(),
             ts: (write_id * ROWS_PER_WRITE as u64 + index as u64) as i64,
             value: write_id as f64 + index as f64 * 0.125,
             fields: Vec::new(),

@@ -151,7 +151,7 @@ impl Checks {
 
     /// Records a violation of `check`, and traces it where it happened.
     pub fn violation(&self, world: &World, check: Check, message: String) {
-        world.trace("VIOLATE", format!("{check}: {message}"));
+        world.trace("VIOLATE", format_args!("{check}: {message}"));
         self.violations().add(check, message);
     }
 

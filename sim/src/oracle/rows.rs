@@ -424,7 +424,7 @@ fn missing_rows(
                     "row {row_id} of {} (acknowledged {}): expected in a memtable, a listed SST or the WAL tail, \
                      saw it nowhere",
                     write.describe(),
-                    write.outcome.describe()
+                    write.outcome
                 ));
             }
         }

@@ -180,7 +180,7 @@ impl World {
             state.crash.armed = Some(window);
             state
                 .trace
-                .record(now, "crash", format!("armed for {}", window.name()));
+                .record(now, "crash", format_args!("armed for {}", window.name()));
         });
     }
 
@@ -208,7 +208,7 @@ impl World {
             true
         });
         if hit {
-            self.trace("crash", format!("window {} reached", window.name()));
+            self.trace("crash", format_args!("window {} reached", window.name()));
         }
         hit
     }

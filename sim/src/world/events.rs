@@ -88,7 +88,7 @@ impl EventSink for SimEvents {
             if let Some(reason_mark) = reason_mark {
                 state.trace.mark(reason_mark);
             }
-            state.trace.record(now, "core", format!("{event:?}"));
+            state.trace.record(now, "core", format_args!("{event:?}"));
         });
         let buffer = self.buffer.get().map(|buffer| &**buffer);
         self.world

@@ -39,8 +39,10 @@ impl JobScheduler for SimJobScheduler {
             .inject(FaultClass::JobLost, None, "accepted, then dropped");
         let start_delay = self.world.io_delay(None, "job start");
         let id = self.world.with(|state| state.next_job_id());
-        self.world
-            .trace("jobs", format!("spawn job {id}, starts in {start_delay:?}"));
+        self.world.trace(
+            "jobs",
+            format_args!("spawn job {id}, starts in {start_delay:?}"),
+        );
         let world = self.world.clone();
         let job = TaggedJob {
             world: self.world.clone(),
@@ -52,7 +54,7 @@ impl JobScheduler for SimJobScheduler {
         drop(madsim::task::spawn(async move {
             super::sleep(start_delay).await;
             if lost {
-                world.trace("jobs", format!("job {id} dropped without running"));
+                world.trace("jobs", format_args!("job {id} dropped without running"));
                 drop(job);
                 return;
             }
@@ -90,7 +92,7 @@ impl Future for TaggedJob {
 /// the job reads it back, the commit is in doubt.
 pub fn panic_point(world: &World, region_id: RegionId, what: &str, saved: bool) {
     if world.inject(FaultClass::JobPanic, Some(region_id), what) {
-        world.trace("jobs", format!("{region_id}: flush job panics {what}"));
+        world.trace("jobs", format_args!("{region_id}: flush job panics {what}"));
         if saved {
             world.hooks().on_commit_in_doubt(region_id);
         }

@@ -194,7 +194,8 @@ impl SimManifestStore {
         }
         drop(slots);
         for line in reverted {
-            self.world.trace("manifest", format!("on reopen: {line}"));
+            self.world
+                .trace("manifest", format_args!("on reopen: {line}"));
         }
     }
 
@@ -214,7 +215,7 @@ impl SimManifestStore {
         drop(slots);
         let step = self.world.trace(
             "manifest",
-            format!("create {region_id} incarnation {incarnation}"),
+            format_args!("create {region_id} incarnation {incarnation}"),
         );
         self.remember(step, &created, incarnation);
         Ok(created)
@@ -289,7 +290,7 @@ impl SimManifestStore {
             Err(error) => {
                 self.world.trace(
                     "manifest",
-                    format!("{region_id} refused {summary}: {error}"),
+                    format_args!("{region_id} refused {summary}: {error}"),
                 );
                 let saved =
                     fired.then(|| FileManifestStore::new(self.fs.clone()).load_now(region_id));
@@ -318,7 +319,7 @@ impl SimManifestStore {
         drop(slots);
         let step = self.world.trace(
             "manifest",
-            format!(
+            format_args!(
                 "{region_id} v{} {summary} flushed_entry={} flushed_seq={} files={}",
                 after.version,
                 after.flushed_entry_id,

@@ -144,7 +144,7 @@ impl WorldState {
         self.trace.record(
             now_us,
             "split",
-            format!("draw {}: streams from seed {}", split.at_draw, split.seed),
+            format_args!("draw {}: streams from seed {}", split.at_draw, split.seed),
         );
     }
 
@@ -289,7 +289,7 @@ impl World {
     }
 
     /// Appends a trace line; returns its step.
-    pub fn trace(&self, source: &'static str, text: String) -> u64 {
+    pub fn trace(&self, source: &'static str, text: std::fmt::Arguments<'_>) -> u64 {
         let now = self.now_us();
         self.lock().trace.record(now, source, text)
     }
@@ -306,7 +306,10 @@ impl World {
     /// Switches every fault class on or off (the phase change).
     pub fn set_faults(&self, on: bool) {
         self.faults_on.store(on, Ordering::Relaxed);
-        self.trace("phase", format!("faults {}", if on { "on" } else { "off" }));
+        self.trace(
+            "phase",
+            format_args!("faults {}", if on { "on" } else { "off" }),
+        );
     }
 
     /// Decides whether `class` fires now; if so counts it and traces it.
@@ -357,7 +360,7 @@ impl World {
         let region = region_id.map_or_else(|| "-".to_string(), |r| r.to_string());
         let step = state
             .trace
-            .record(now, "FAULT", format!("{class} {region} {detail}"));
+            .record(now, "FAULT", format_args!("{class} {region} {detail}"));
         *state.faults.counts.entry(class).or_default() += 1;
         state.faults.injected.push(InjectedFault {
             step,

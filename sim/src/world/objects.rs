@@ -108,7 +108,7 @@ impl SimObjectStore {
             return Err(io_error("injected: connection reset, partial object left"));
         }
         self.world
-            .trace("objects", format!("put {path} {} bytes", bytes.len()));
+            .trace("objects", format_args!("put {path} {} bytes", bytes.len()));
         self.store(&path, bytes);
         if let Some(region_id) = region_id {
             super::jobs::panic_point(&self.world, region_id, "after an SST put", false);
@@ -154,7 +154,7 @@ impl ObjectStore for SimObjectStore {
         let path = path.to_string();
         async move {
             super::sleep(store.world.io_delay(region_of_path(&path), "delete")).await;
-            store.world.trace("objects", format!("delete {path}"));
+            store.world.trace("objects", format_args!("delete {path}"));
             store.lock().remove(&path);
             Ok(())
         }

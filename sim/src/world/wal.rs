@@ -156,7 +156,7 @@ impl SimWal {
         if let Err(error) = written {
             self.world.trace(
                 "wal",
-                format!("{region_id} append {entry_id} refused: {error}"),
+                format_args!("{region_id} append {entry_id} refused: {error}"),
             );
             return Err(error);
         }
@@ -173,7 +173,7 @@ impl SimWal {
         if let Err(error) = synced {
             self.world.trace(
                 "wal",
-                format!("{region_id} append {entry_id} not synced: {error}"),
+                format_args!("{region_id} append {entry_id} not synced: {error}"),
             );
             return Err(error);
         }
@@ -236,7 +236,7 @@ impl SimWal {
         };
         self.world.trace(
             "wal",
-            format!("{region_id} replay after {after_entry_id}: {outcome}"),
+            format_args!("{region_id} replay after {after_entry_id}: {outcome}"),
         );
         replayed
     }
@@ -253,7 +253,7 @@ impl SimWal {
         })?;
         self.world.trace(
             "wal",
-            format!("{region_id} truncate up to {up_to_entry_id}"),
+            format_args!("{region_id} truncate up to {up_to_entry_id}"),
         );
         Ok(())
     }
@@ -263,7 +263,7 @@ impl SimWal {
         let log = self.current();
         self.trim(region_id, "wal purge", || log.purge_now(region_id))?;
         self.marks().remove(&region_id);
-        self.world.trace("wal", format!("{region_id} purged"));
+        self.world.trace("wal", format_args!("{region_id} purged"));
         Ok(())
     }
 }
@@ -319,7 +319,7 @@ mod tests {
             entry_id,
             first_sequence: entry_id,
             rows: vec![RowValue {
-                series: "s".to_string(),
+                series: "s".to_string().into(),
                 ts: 0,
                 value: entry_id as f64,
                 fields: Vec::new(),

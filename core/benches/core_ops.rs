@@ -67,7 +67,7 @@ fn worker_cycle(c: &mut Criterion) {
                 for _ in 0..100 {
                     let write = Request::Write {
                         region_id: RegionId(1),
-                        rows: rows(50),
+                        rows: rows(50).into(),
                     };
                     let _ = black_box(engine.call(write));
                 }
@@ -155,7 +155,7 @@ impl SchedulerRig {
         region.version.apply_write(&WalEntry {
             entry_id,
             first_sequence,
-            rows: rows(50),
+            rows: rows(50).into(),
         });
         SchedulerRig {
             scheduler: FlushScheduler::new(Bugs::NONE, Arc::new(TracingEvents::default())),
@@ -195,7 +195,7 @@ impl SchedulerRig {
         assert!(queued.is_ok());
         let request = Request::Write {
             region_id,
-            rows: rows(1),
+            rows: rows(1).into(),
         };
         let responder = self.responder();
         let queued = self

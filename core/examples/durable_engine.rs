@@ -69,7 +69,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
             match engine
                 .call(Request::Write {
                     region_id: *region_id,
-                    rows,
+                    rows: rows.into(),
                 })
                 .await?
             {

@@ -136,8 +136,14 @@ impl Memtable {
         self.rows.last().map(|row| row.sequence)
     }
 
-    /// Appends rows; their sequences must keep increasing.
+    /// Appends rows; their sequences must keep increasing. The memory of
+    /// the whole write is reported at once, after its rows are in (as
+    /// mito2's memtables report a write's key-values): nothing reads the
+    /// buffer manager between two rows of one write.
     pub fn insert(&mut self, rows: impl IntoIterator<Item = Row>) {
+        let rows = rows.into_iter();
+        self.rows.reserve(rows.size_hint().0);
+        let mut bytes = 0;
         for row in rows {
             strict_assert!(
                 self.max_sequence().is_none_or(|max| row.sequence > max),
@@ -149,8 +155,11 @@ impl Memtable {
                 row.fields.iter().all(|f| self.schema.has_field(&f.name)),
                 "a row's fields are in its memtable's schema"
             );
-            self.tracker.on_allocation(row.size_bytes());
+            bytes += row.size_bytes();
             self.rows.push(row);
+        }
+        if bytes > 0 {
+            self.tracker.on_allocation(bytes);
         }
     }
 
@@ -245,7 +254,8 @@ mod tests {
                     value: 1.5,
                     fields: Vec::new(),
                 },
-            ],
+            ]
+            .into(),
         };
         let rows: Vec<_> = entry.to_rows().map(|r| r.sequence).collect();
         assert_eq!(rows, vec![10, 11]);

@@ -6,6 +6,8 @@
 //! is a *lost request*, the worst bug this project hunts). `send` consumes
 //! the responder, so the type system rules out a second reply.
 
+use std::sync::Arc;
+
 use futures::channel::oneshot;
 
 use crate::error::{FlushError, RequestError};
@@ -27,9 +29,11 @@ pub enum Request {
     Open {
         region_id: RegionId,
     },
+    /// A write's rows are shared, not copied, by whoever keeps them beside
+    /// the worker (a checker's ledger, the WAL entry they become).
     Write {
         region_id: RegionId,
-        rows: Vec<RowValue>,
+        rows: Arc<[RowValue]>,
     },
     /// Manual flush; answered once the data written before it is in SSTs.
     Flush {

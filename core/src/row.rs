@@ -89,19 +89,21 @@ pub const ROW_OVERHEAD_BYTES: usize = 8 + 8 + 8 + 24;
 pub const FIELD_VALUE_BYTES: usize = 8 + 24;
 
 /// One write as logged in the WAL: its entry id, the sequence of its first
-/// row (rows take consecutive sequences) and the rows.
+/// row (rows take consecutive sequences) and the rows. The rows are shared:
+/// the worker hands the entry to the WAL and then applies it to the
+/// memtable, and a copy per write would be a copy of every row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WalEntry {
     pub entry_id: u64,
     pub first_sequence: u64,
-    pub rows: Vec<RowValue>,
+    pub rows: Arc<[RowValue]>,
 }
 
 impl WalEntry {
     /// The stored rows this entry stands for.
     pub fn to_rows(&self) -> impl Iterator<Item = Row> + '_ {
         (self.first_sequence..)
-            .zip(&self.rows)
+            .zip(self.rows.iter())
             .map(|(sequence, row)| row.clone().at_sequence(sequence))
     }
 }

@@ -39,7 +39,7 @@ fn ddls_and_write() -> Vec<(&'static str, Request)> {
             "write",
             Request::Write {
                 region_id,
-                rows: rows("a", 1, 0),
+                rows: rows("a", 1, 0).into(),
             },
         ),
         ("drop", Request::Drop { region_id }),

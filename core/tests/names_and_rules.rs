@@ -60,7 +60,7 @@ fn request_kinds_and_flush_reasons_have_stable_names() {
         (
             Request::Write {
                 region_id,
-                rows: Vec::new(),
+                rows: Vec::new().into(),
             },
             "write",
         ),

@@ -112,7 +112,13 @@ impl Harness {
     /// A write of `count` rows the worker applies at once.
     fn write(&mut self, region_id: RegionId, count: usize) {
         let rows = self.rows(count);
-        let write = self.submit("write", Request::Write { region_id, rows });
+        let write = self.submit(
+            "write",
+            Request::Write {
+                region_id,
+                rows: rows.into(),
+            },
+        );
         assert!(
             matches!(self.ledger.reply(write), Ok(Output::Written { .. })),
             "a write with no DDL pending is applied at once"
@@ -153,7 +159,13 @@ impl Harness {
     /// A write that must wait behind the region's pending DDLs.
     fn pend_write(&mut self, region_id: RegionId, label: &str) -> Ticket {
         let rows = self.rows(1);
-        let ticket = self.submit(label, Request::Write { region_id, rows });
+        let ticket = self.submit(
+            label,
+            Request::Write {
+                region_id,
+                rows: rows.into(),
+            },
+        );
         self.ledger.assert_waiting(ticket);
         self.pending.push(Pending {
             label: label.to_string(),

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use flush_core::error::ErrorKind;
 use flush_core::ids::{RegionId, RequestId};
@@ -80,11 +81,12 @@ impl fmt::Display for Outcome {
 }
 
 /// The rows of a write, numbered: row `i` has id `first_row_id + i`, and the
-/// id is also the row's value, so a row read back names its write.
+/// id is also the row's value, so a row read back names its write. The rows
+/// are the request's own, shared: the ledger keeps no copy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WriteRows {
     pub first_row_id: u64,
-    pub rows: Vec<RowValue>,
+    pub rows: Arc<[RowValue]>,
 }
 
 #[derive(Clone, Debug)]

@@ -61,7 +61,7 @@ async fn write_all(
             let reply = engine
                 .call(Request::Write {
                     region_id,
-                    rows: batch.clone(),
+                    rows: batch.clone().into(),
                 })
                 .await;
             let Ok(Output::Written { first_sequence, .. }) = reply else {
@@ -169,7 +169,7 @@ async fn a_graceful_stop_answers_every_request_it_holds() {
                 engine
                     .submit(Request::Write {
                         region_id,
-                        rows: rows(region_id, write),
+                        rows: rows(region_id, write).into(),
                     })
                     .await,
             );

@@ -99,7 +99,7 @@ pub fn encode(entry: &WalEntry) -> Result<Vec<u8>, String> {
     frame.put_u64(entry.first_sequence);
     let flag = if with_fields { WITH_FIELDS } else { 0 };
     frame.put_u32(entry.rows.len() as u32 | flag);
-    for row in &entry.rows {
+    for row in entry.rows.iter() {
         frame.put_u32(row.series.len() as u32);
         frame.extend_from_slice(row.series.as_bytes());
         frame.put_i64(row.ts);
@@ -241,7 +241,7 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
     Ok(WalEntry {
         entry_id,
         first_sequence,
-        rows,
+        rows: rows.into(),
     })
 }
 
@@ -299,7 +299,8 @@ mod tests {
                 ts: 0,
                 value: 0.0,
                 fields: Vec::new(),
-            }],
+            }]
+            .into(),
         };
         let error = encode(&huge).expect_err("over the limit");
         assert!(error.contains("frame limit"), "{error}");
@@ -321,10 +322,12 @@ mod tests {
     fn added_fields_round_trip_and_entries_without_them_keep_the_old_layout() {
         let plain = entry(4, 2);
         let mut with_fields = entry(5, 2);
-        with_fields.rows[1].fields.push(FieldValue {
+        let mut rows = with_fields.rows.to_vec();
+        rows[1].fields.push(FieldValue {
             name: "cpu".into(),
             value: 2.5,
         });
+        with_fields.rows = rows.into();
         let bytes = log(&[plain.clone(), with_fields.clone()]);
         let scanned = scan(&bytes).expect("a clean log");
         assert_eq!(scanned.entries, vec![plain.clone(), with_fields]);

@@ -53,7 +53,7 @@ pub fn run(dir: &Path) -> Result<Vec<RegionReport>, Box<dyn Error>> {
             let rows = write_rows(region_id, write);
             let request = Request::Write {
                 region_id,
-                rows: rows.clone(),
+                rows: rows.clone().into(),
             };
             let Output::Written { first_sequence, .. } = call(&mut engine, request)? else {
                 return Err(format!("{region_id}: a write was not acknowledged as one").into());

@@ -150,7 +150,13 @@ impl Scenario {
         region_id: RegionId,
         rows: Vec<RowValue>,
     ) -> Ticket {
-        self.submit(label, Request::Write { region_id, rows })
+        self.submit(
+            label,
+            Request::Write {
+                region_id,
+                rows: rows.into(),
+            },
+        )
     }
 
     pub fn flush(&mut self, label: impl Into<String>, region_id: RegionId) -> Ticket {

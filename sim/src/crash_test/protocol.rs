@@ -59,7 +59,7 @@ impl Op {
         match self {
             Op::Write { write_id } => Request::Write {
                 region_id,
-                rows: rows_of(*write_id),
+                rows: rows_of(*write_id).into(),
             },
             Op::Flush => Request::Flush { region_id },
             Op::Alter { schema_version } => Request::Alter {

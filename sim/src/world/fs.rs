@@ -538,7 +538,8 @@ mod tests {
                     ts: 1,
                     value: 2.0,
                     fields: Vec::new(),
-                }],
+                }]
+                .into(),
             };
             for id in 1..=3 {
                 wal.append(RegionId(1), entry(id))

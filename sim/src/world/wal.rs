@@ -323,7 +323,8 @@ mod tests {
                 ts: 0,
                 value: entry_id as f64,
                 fields: Vec::new(),
-            }],
+            }]
+            .into(),
         }
     }
 

@@ -16,7 +16,6 @@
 //! This file holds what they share: the observations, the results, and
 //! [`check_run`], which runs them in report order.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::rc::Rc;

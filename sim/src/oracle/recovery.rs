@@ -76,7 +76,7 @@ pub fn recovery_problems(
                     let place: Rc<str> = Rc::from(path.as_str());
                     found.extend(rows.iter().map(|row| Found {
                         region_id: region.region_id,
-                        row: Cow::Borrowed(row),
+                        row,
                         place: place.clone(),
                     }));
                 }
@@ -90,7 +90,7 @@ pub fn recovery_problems(
         let place: Rc<str> = Rc::from("memtable after WAL replay");
         found.extend(region.memtable_rows.iter().map(|row| Found {
             region_id: region.region_id,
-            row: Cow::Borrowed(row),
+            row,
             place: place.clone(),
         }));
     }

@@ -9,7 +9,7 @@ use crate::error::ErrorKind;
 use crate::ids::{FileId, RegionId};
 use crate::request::FlushReason;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Hash)]
 pub enum CoreEvent {
     FlushScheduled {
         region_id: RegionId,

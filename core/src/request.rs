@@ -132,7 +132,7 @@ impl Request {
 }
 
 /// A successful reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Output {
     /// The write is durable in the WAL and applied to the memtable.
     Written {

@@ -5,6 +5,7 @@
 //! engine crashed with it in flight, records it as interrupted.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,11 +72,10 @@ impl Requester {
             };
             let step = state.trace.next_step();
             let id = ledger.issue(origin, &request, step, now_us, generation);
-            state.trace.record(
-                now_us,
-                "request",
-                format_args!("{}", RequestLine(id, origin, &request)),
-            );
+            let line = RequestLine(id, origin, &request);
+            state
+                .trace
+                .record_fields(now_us, "request", &line, || line.to_string());
             (id, request, generation, crashed)
         });
         let receiver = self.deliver(origin, id, request);
@@ -97,11 +97,10 @@ impl Requester {
                 .checks
                 .ledger()
                 .issue(origin, &request, step, now_us, generation);
-            state.trace.record(
-                now_us,
-                "request",
-                format_args!("{}", RequestLine(id, origin, &request)),
-            );
+            let line = RequestLine(id, origin, &request);
+            state
+                .trace
+                .record_fields(now_us, "request", &line, || line.to_string());
             (id, generation, crashed)
         });
         let receiver = self.deliver(origin, id, request);
@@ -163,7 +162,9 @@ impl Requester {
             drop(ledger);
             state
                 .trace
-                .record(now_us, "reply", format_args!("{} {outcome}", id.0));
+                .record_fields(now_us, "reply", &(id.0, &outcome), || {
+                    format!("{} {outcome}", id.0)
+                });
             outcome
         })
     }
@@ -233,6 +234,32 @@ impl Requester {
 
 /// A request's trace line: id, origin, kind, region and what sets it apart.
 struct RequestLine<'a>(RequestId, Origin, &'a Request);
+
+impl RequestLine<'_> {
+    /// What sets the request apart: a write's row count, an alter's schema.
+    fn detail(&self) -> Option<(&'static str, u64)> {
+        match self.2 {
+            Request::Write { rows, .. } => Some(("rows", rows.len() as u64)),
+            Request::Alter { schema_version, .. } => Some(("schema", *schema_version)),
+            _ => None,
+        }
+    }
+}
+
+/// The trace hashes what the line shows, field by field.
+impl Hash for RequestLine<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let RequestLine(id, origin, request) = self;
+        (
+            id.0,
+            origin,
+            request.kind(),
+            request.region_id(),
+            self.detail(),
+        )
+            .hash(state);
+    }
+}
 
 impl fmt::Display for RequestLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

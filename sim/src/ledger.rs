@@ -22,7 +22,7 @@ use flush_core::request::{Output, Reply, Request};
 use serde::{Deserialize, Serialize};
 
 /// Who issued a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Origin {
     /// Region creation before the workload starts.
     Setup,
@@ -37,7 +37,7 @@ pub enum Origin {
 }
 
 /// What became of a request.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Hash)]
 pub enum Outcome {
     Pending,
     Ok(Output),

@@ -88,7 +88,9 @@ impl EventSink for SimEvents {
             if let Some(reason_mark) = reason_mark {
                 state.trace.mark(reason_mark);
             }
-            state.trace.record(now, "core", format_args!("{event:?}"));
+            state
+                .trace
+                .record_fields(now, "core", &event, || format!("{event:?}"));
         });
         let buffer = self.buffer.get().map(|buffer| &**buffer);
         self.world

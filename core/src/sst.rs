@@ -8,6 +8,7 @@
 //! which is how the simulator's oracles check that no acknowledged row was
 //! lost.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::Float64Builder;
@@ -239,8 +240,8 @@ fn append_batch_rows(
         })
         .collect::<Result<Vec<_>, String>>()?;
     rows.reserve(batch.num_rows());
-    // SSTs are sorted by series: consecutive rows share one name.
-    let mut last_series: Option<Arc<str>> = None;
+    // A region has few series: the rows of one name share one copy of it.
+    let mut names: BTreeMap<&str, Arc<str>> = BTreeMap::new();
     for index in 0..batch.num_rows() {
         if op_type.value(index) != OP_TYPE_PUT {
             return Err(format!(
@@ -257,10 +258,7 @@ fn append_batch_rows(
             })
             .collect();
         let name = series.value(index);
-        let series = match &last_series {
-            Some(last) if **last == *name => last.clone(),
-            _ => last_series.insert(Arc::from(name)).clone(),
-        };
+        let series = names.entry(name).or_insert_with(|| Arc::from(name)).clone();
         rows.push(Row {
             series,
             ts: ts.value(index),

@@ -17,7 +17,7 @@
 //! go through and the workload continues.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flush_core::bugs::Bugs;
@@ -34,7 +34,7 @@ use crate::actors::Requester;
 use crate::check::Check;
 use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::{LedgerEntry, Origin, Outcome};
-use crate::oracle::{self, Checks, RecoveredRegion, SstCache};
+use crate::oracle::{self, Checks, RecoveredRegion};
 use crate::plan::{stream_rng, FaultClass, Plan, Workload, STREAM_CRASH};
 use crate::world::crash::{CrashWindow, RecoveryRecord};
 use crate::world::fs::CrashLoss;
@@ -69,8 +69,6 @@ pub struct CrashContext {
     pub workload: Workload,
     pub bugs: Bugs,
     pub regions: Vec<RegionId>,
-    /// Decoded SSTs, shared by every recovery check of the run.
-    pub ssts: Arc<Mutex<SstCache>>,
 }
 
 /// Decides when and where the engine crashes, from its own ChaCha stream.
@@ -406,13 +404,7 @@ async fn check_recovery(
             }
         })
         .await;
-    let decoded = {
-        let mut cache = context
-            .ssts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        oracle::decode_recovered(&recovered, &mut cache)
-    };
+    let decoded = oracle::decode_recovered(&recovered, &mut context.checks.ssts());
     let unlogged = context.workload.unlogged_regions(&context.regions);
     let (problems, stats) = {
         let ledger = context.checks.ledger();

@@ -40,7 +40,7 @@ use crate::engine::{EngineGeneration, Engines, Stores};
 use crate::ledger::Origin;
 use crate::oracle::{
     self, BufferReading, CheckResult, Checks, LivenessObservation, Observations, RareState,
-    Sampler, SstCache, WatchSettings,
+    Sampler, WatchSettings,
 };
 use crate::plan::{stream_rng, FaultClass, Plan, Workload, STREAM_CLIENT_BASE};
 use crate::report::{rare_state_counts, replay_line, Report, WorkloadChoice};
@@ -578,7 +578,6 @@ impl Cast<'_> {
             workload: workload.clone(),
             bugs: self.bugs,
             regions: regions.clone(),
-            ssts: Arc::new(std::sync::Mutex::new(SstCache::default())),
         };
         if let Some(crasher) = CrashActor::new(self.plan, crash_context, self.stop.clone()) {
             drop(actors.spawn(crasher.run()));

@@ -17,6 +17,7 @@ use flush_core::manifest::{LeaderState, RegionManifest};
 use flush_core::request::Request;
 
 use super::rare_states::{Moment, RareStates, Waiting, WatchSettings};
+use super::recovery::SstCache;
 use crate::check::Check;
 use crate::ledger::Ledger;
 use crate::world::crash::CrashWindow;
@@ -77,6 +78,8 @@ pub struct Checks {
     violations: Mutex<Violations>,
     flushes: Mutex<FlushBook>,
     rare: Mutex<RareStates>,
+    /// SSTs read back so far, shared by the recovery checks and the end.
+    ssts: Mutex<SstCache>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,6 +100,11 @@ impl Checks {
     /// The rare states the run reached so far.
     pub fn rare_states(&self) -> MutexGuard<'_, RareStates> {
         lock(&self.rare)
+    }
+
+    /// The run's decoded SSTs.
+    pub fn ssts(&self) -> MutexGuard<'_, SstCache> {
+        lock(&self.ssts)
     }
 
     /// A client or the injector sends `request`, `draw` fault draws into

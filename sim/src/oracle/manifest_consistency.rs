@@ -3,10 +3,16 @@
 
 use super::*;
 
-pub type Decoded = BTreeMap<String, Result<Vec<Row>, String>>;
+/// An SST read back: its rows (shared with the run's cache) or why it
+/// could not be read.
+pub type SstRows = Result<Arc<[Row]>, String>;
 
-/// Decodes every SST some live manifest lists.
-pub(super) fn decode_listed_ssts(observed: &Observations) -> Decoded {
+/// SSTs read back, by path.
+pub type Decoded = BTreeMap<String, SstRows>;
+
+/// Decodes every SST some live manifest lists (through the run's cache:
+/// an SST a recovery check already read is not decoded again).
+pub(super) fn decode_listed_ssts(observed: &Observations, cache: &mut SstCache) -> Decoded {
     let mut decoded = Decoded::new();
     for (region_id, slot) in &observed.manifests {
         if slot.manifest.dropped {
@@ -16,9 +22,7 @@ pub(super) fn decode_listed_ssts(observed: &Observations) -> Decoded {
             let path = sst_path(*region_id, *file_id);
             let rows = match observed.objects.get(&path) {
                 None => Err("no such object".to_string()),
-                Some(bytes) => {
-                    flush_core::sst::decode_rows(&path, bytes.clone()).map_err(|e| e.to_string())
-                }
+                Some(bytes) => cache.decode(&path, bytes),
             };
             decoded.insert(path, rows);
         }

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use flush_core::buffer::WriteBufferManager;
@@ -56,7 +57,7 @@ pub use checks::{Checks, FlushBook, Violations};
 use idle_memory::idle_memory;
 use liveness::liveness;
 pub use manifest_consistency::Decoded;
-use manifest_consistency::{decode_listed_ssts, lists, manifest_consistency};
+use manifest_consistency::{decode_listed_ssts, lists, manifest_consistency, SstRows};
 use metrics_agree::metrics_agree;
 use monotonic_flush_marks::monotonic_flush_marks;
 use no_orphan_ssts::no_orphan_ssts;
@@ -232,7 +233,7 @@ pub fn check_run(
 ) -> (Vec<CheckResult>, OracleStats) {
     let ledger = checks.ledger();
     let ledger_entries: Vec<&LedgerEntry> = ledger.entries().collect();
-    let decoded = decode_listed_ssts(observed);
+    let decoded = decode_listed_ssts(observed, &mut checks.ssts());
     let mut stats = OracleStats {
         ssts_read: decoded.len() as u64,
         ..OracleStats::default()

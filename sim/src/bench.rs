@@ -72,9 +72,9 @@ pub struct BenchReport {
     pub overhead_ratio: f64,
     /// Ours ÷ bare `ArrowWriter`, as throughput.
     pub parquet_ratio: f64,
-    /// The same two figures from the process's CPU time (Linux
-    /// `/proc/self/stat`, 10 ms ticks), which other load on the machine
-    /// does not skew; `None` where unavailable.
+    /// The same two figures from the process's CPU clock (every thread,
+    /// to the nanosecond), which other load on the machine skews far less
+    /// than wall time.
     pub seeds_per_cpu_sec: Option<f64>,
     pub overhead_ratio_cpu: Option<f64>,
     pub standard: StandardTiming,
@@ -375,15 +375,11 @@ fn time_parquet(rounds: u64) -> ParquetTiming {
 
 /// User + system CPU time of this process so far, in milliseconds (Linux;
 /// `None` elsewhere). Resolution: one clock tick, assumed 10 ms.
+/// CPU time of the whole process (every thread, finished ones too), read
+/// outside any simulated run.
 fn process_cpu_ms() -> Option<f64> {
-    const MS_PER_TICK: f64 = 10.0;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces): state is the
-    // first, utime the 12th, stime the 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let user: f64 = fields.get(11)?.parse().ok()?;
-    let system: f64 = fields.get(12)?.parse().ok()?;
-    Some((user + system) * MS_PER_TICK)
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Some(now.tv_sec as f64 * 1_000.0 + now.tv_nsec as f64 / 1_000_000.0)
 }
 
 fn ms(duration: Duration) -> f64 {

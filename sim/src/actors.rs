@@ -271,10 +271,9 @@ impl fmt::Display for RequestLine<'_> {
             request.kind(),
             request.region_id()
         )?;
-        match request {
-            Request::Write { rows, .. } => write!(f, " rows={}", rows.len()),
-            Request::Alter { schema_version, .. } => write!(f, " schema={schema_version}"),
-            _ => Ok(()),
+        match self.detail() {
+            Some((name, value)) => write!(f, " {name}={value}"),
+            None => Ok(()),
         }
     }
 }

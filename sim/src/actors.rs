@@ -66,10 +66,7 @@ impl Requester {
             // ledger.
             let mut ledger = self.checks.ledger();
             let rows = client_rows(ledger.peek_next_row_id(), rows, fields);
-            let request = Request::Write {
-                region_id,
-                rows: rows.into(),
-            };
+            let request = Request::Write { region_id, rows };
             let step = state.trace.next_step();
             let id = ledger.issue(origin, &request, step, now_us, generation);
             let line = RequestLine(id, origin, &request);

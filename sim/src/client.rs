@@ -30,12 +30,13 @@ use crate::script::{Script, Step};
 /// A client's rows `(series, ts)` numbered from `first_value`: each row's
 /// value is its number, and it sets each of `fields` to that number plus
 /// half the field's position (exact in an f64), so a checker can tell
-/// every value of every row apart.
+/// every value of every row apart. Collected straight into the shared
+/// slice a write request carries.
 pub fn client_rows(
     first_value: u64,
     rows: Vec<(Arc<str>, i64)>,
     fields: &[Arc<str>],
-) -> Vec<RowValue> {
+) -> Arc<[RowValue]> {
     rows.into_iter()
         .enumerate()
         .map(|(index, (series, ts))| {

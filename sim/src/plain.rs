@@ -104,10 +104,7 @@ impl ClientPort for EnginePort {
         let count = rows.len() as u64;
         let first = self.tally.next_value.fetch_add(count, Ordering::Relaxed) + 1;
         let rows = client_rows(first, rows, &fields);
-        let sent = self.send(Request::Write {
-            region_id,
-            rows: rows.into(),
-        });
+        let sent = self.send(Request::Write { region_id, rows });
         let tally = self.tally.clone();
         async move {
             let outcome = sent.await;

@@ -16,8 +16,8 @@ use flush_core::ids::RegionId;
 use flush_core::manifest::{LeaderState, RegionManifest};
 use flush_core::request::Request;
 
+use super::manifest_consistency::SstCache;
 use super::rare_states::{Moment, RareStates, Waiting, WatchSettings};
-use super::recovery::SstCache;
 use crate::check::Check;
 use crate::ledger::Ledger;
 use crate::world::crash::CrashWindow;

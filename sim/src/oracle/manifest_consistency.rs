@@ -10,6 +10,31 @@ pub type SstRows = Result<Arc<[Row]>, String>;
 /// SSTs read back, by path.
 pub type Decoded = BTreeMap<String, SstRows>;
 
+/// SSTs decoded once per run, by every recovery check and the final one:
+/// an object is immutable once written, except that a retried flush may
+/// rewrite the same path, so an entry is reused only for the very same
+/// bytes (the same buffer, the same length).
+#[derive(Default)]
+pub struct SstCache {
+    decoded: BTreeMap<String, (Bytes, SstRows)>,
+}
+
+impl SstCache {
+    pub fn decode(&mut self, path: &str, bytes: &Bytes) -> SstRows {
+        if let Some((cached, rows)) = self.decoded.get(path) {
+            if cached.as_ptr() == bytes.as_ptr() && cached.len() == bytes.len() {
+                return rows.clone();
+            }
+        }
+        let rows = flush_core::sst::decode_rows(path, bytes.clone())
+            .map(Arc::from)
+            .map_err(|error| error.to_string());
+        self.decoded
+            .insert(path.to_string(), (bytes.clone(), rows.clone()));
+        rows
+    }
+}
+
 /// Decodes every SST some live manifest lists (through the run's cache:
 /// an SST a recovery check already read is not decoded again).
 pub(super) fn decode_listed_ssts(observed: &Observations, cache: &mut SstCache) -> Decoded {

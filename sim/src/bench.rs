@@ -75,8 +75,8 @@ pub struct BenchReport {
     /// The same two figures from the process's CPU clock (every thread,
     /// to the nanosecond), which other load on the machine skews far less
     /// than wall time.
-    pub seeds_per_cpu_sec: Option<f64>,
-    pub overhead_ratio_cpu: Option<f64>,
+    pub seeds_per_cpu_sec: f64,
+    pub overhead_ratio_cpu: f64,
     pub standard: StandardTiming,
     pub overhead: OverheadTiming,
     pub parquet: ParquetTiming,
@@ -90,7 +90,7 @@ pub struct BenchReport {
 pub struct StandardTiming {
     pub seeds: u64,
     pub wall_ms_total: f64,
-    pub cpu_ms_total: Option<f64>,
+    pub cpu_ms_total: f64,
     pub sim_ms_total: u64,
     pub wall_ms_median: f64,
     pub requests_mean: f64,
@@ -103,8 +103,8 @@ pub struct OverheadTiming {
     pub pairs: u64,
     pub sim_ms_median: f64,
     pub direct_ms_median: f64,
-    pub sim_cpu_ms_total: Option<f64>,
-    pub direct_cpu_ms_total: Option<f64>,
+    pub sim_cpu_ms_total: f64,
+    pub direct_cpu_ms_total: f64,
     pub sim_flushes_mean: f64,
     pub direct_flushes_mean: f64,
     pub sim_requests_mean: f64,
@@ -141,13 +141,8 @@ pub fn bench(options: &BenchOptions, mut progress: impl FnMut(&str)) -> BenchRep
     progress("Parquet: ours vs bare ArrowWriter");
     let parquet = time_parquet(options.parquet_rounds.max(1));
     let seeds_per_sec = standard.seeds as f64 / (standard.wall_ms_total / 1_000.0).max(1e-9);
-    let seeds_per_cpu_sec = standard
-        .cpu_ms_total
-        .map(|cpu_ms| standard.seeds as f64 / (cpu_ms / 1_000.0).max(1e-9));
-    let overhead_ratio_cpu = overhead
-        .sim_cpu_ms_total
-        .zip(overhead.direct_cpu_ms_total)
-        .map(|(sim, direct)| sim / direct.max(1e-9));
+    let seeds_per_cpu_sec = standard.seeds as f64 / (standard.cpu_ms_total / 1_000.0).max(1e-9);
+    let overhead_ratio_cpu = overhead.sim_cpu_ms_total / overhead.direct_cpu_ms_total.max(1e-9);
     let sim_to_wall = standard.sim_ms_total as f64 / standard.wall_ms_total.max(1e-9);
     let overhead_ratio = overhead.sim_ms_median / overhead.direct_ms_median.max(1e-9);
     let parquet_ratio = parquet.raw_ms_median / parquet.ours_ms_median.max(1e-9);
@@ -219,9 +214,7 @@ fn time_standard_seeds(seeds: u64) -> Standard {
         flushes += report.flushes;
         failed += u64::from(!report.passed);
     }
-    let cpu_ms_total = cpu_before
-        .zip(process_cpu_ms())
-        .map(|(before, after)| after - before);
+    let cpu_ms_total = process_cpu_ms() - cpu_before;
     let n = seeds as f64;
     Standard {
         timing: StandardTiming {
@@ -243,13 +236,7 @@ fn time_overhead(pairs: u64) -> (OverheadTiming, bool) {
     let mut direct_walls = Vec::new();
     let (mut sim_flushes, mut direct_flushes, mut sim_requests, mut direct_requests) = (0, 0, 0, 0);
     let mut passed = true;
-    let (mut sim_cpu, mut direct_cpu) = (Some(0.0), Some(0.0));
-    let add_cpu = |total: &mut Option<f64>, before: Option<f64>| {
-        *total = total
-            .zip(before)
-            .zip(process_cpu_ms())
-            .map(|((total, before), after)| total + after - before);
-    };
+    let (mut sim_cpu, mut direct_cpu) = (0.0, 0.0);
     for seed in 0..pairs {
         let plan = Plan::standard(seed).without_faults();
         let cpu_before = process_cpu_ms();
@@ -258,7 +245,7 @@ fn time_overhead(pairs: u64) -> (OverheadTiming, bool) {
         let started = Instant::now();
         let direct = run_direct(&plan);
         direct_walls.push(ms(started.elapsed()));
-        add_cpu(&mut direct_cpu, cpu_before);
+        direct_cpu += process_cpu_ms() - cpu_before;
         passed &= direct.unanswered == 0;
         direct_flushes += direct.flushes;
         direct_requests += direct.requests;
@@ -269,7 +256,7 @@ fn time_overhead(pairs: u64) -> (OverheadTiming, bool) {
         let started = Instant::now();
         let report = run_with(&plan, Bugs::NONE, standard_options());
         sim_walls.push(ms(started.elapsed()));
-        add_cpu(&mut sim_cpu, cpu_before);
+        sim_cpu += process_cpu_ms() - cpu_before;
         passed &= report.passed;
         sim_flushes += report.flushes;
         sim_requests += report.requests.issued;
@@ -377,9 +364,9 @@ fn time_parquet(rounds: u64) -> ParquetTiming {
 /// `None` elsewhere). Resolution: one clock tick, assumed 10 ms.
 /// CPU time of the whole process (every thread, finished ones too), read
 /// outside any simulated run.
-fn process_cpu_ms() -> Option<f64> {
+fn process_cpu_ms() -> f64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    Some(now.tv_sec as f64 * 1_000.0 + now.tv_nsec as f64 / 1_000_000.0)
+    now.tv_sec as f64 * 1_000.0 + now.tv_nsec as f64 / 1_000_000.0
 }
 
 fn ms(duration: Duration) -> f64 {

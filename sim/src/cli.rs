@@ -1166,12 +1166,11 @@ fn render_bench(report: &BenchReport) -> String {
         s.seeds, s.wall_ms_median, s.requests_mean, s.faults_mean, s.flushes_mean
     );
     let _ = writeln!(out, "  sim/wall time   {:>8.1}x", report.sim_to_wall);
-    if let (Some(seeds), Some(overhead)) = (report.seeds_per_cpu_sec, report.overhead_ratio_cpu) {
-        let _ = writeln!(
-            out,
-            "  by CPU time     {seeds:>8.1} seeds/s, overhead {overhead:.2}x (unskewed by other load)"
-        );
-    }
+    let _ = writeln!(
+        out,
+        "  by CPU time     {:>8.1} seeds/s, overhead {:.2}x (unskewed by other load)",
+        report.seeds_per_cpu_sec, report.overhead_ratio_cpu
+    );
     let _ = writeln!(
         out,
         "  sim overhead    {:>8.2}x (target <= {}: {}) median {:.1} ms simulated vs {:.1} ms direct; flushes {:.0} vs {:.0}, requests {:.0} vs {:.0}",

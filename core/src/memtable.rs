@@ -175,7 +175,7 @@ mod tests {
 
     fn row(sequence: u64) -> Row {
         Row {
-            series: "host-1".to_string().into(),
+            series: "host-1".into(),
             ts: sequence as i64,
             value: 1.0,
             sequence,

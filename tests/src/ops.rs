@@ -745,7 +745,7 @@ fn core_request(request: ModelRequest, no: usize) -> Request {
             region_id: region,
             rows: (0..bytes / ROW_BYTES)
                 .map(|i| RowValue {
-                    series: SERIES.to_string().into(),
+                    series: SERIES.into(),
                     ts: (no * 1000 + i) as i64,
                     value: i as f64,
                     fields: Vec::new(),

@@ -18,6 +18,8 @@
 //! a bad frame with bytes after it cannot come from a crash: that is
 //! corruption, and the scan says where instead of skipping it.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use super::codec::{PutLe as _, Reader};
@@ -220,9 +222,9 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
     for _ in 0..count {
         let series_len = reader.u32("a series length")? as usize;
         let series = reader.take(series_len, "a series name")?;
-        let series = std::str::from_utf8(series)
+        let series: Arc<str> = std::str::from_utf8(series)
             .map_err(|_| "a series name that is not UTF-8".to_string())?
-            .to_string();
+            .into();
         let ts = reader.i64("a timestamp")?;
         let value = f64::from_bits(reader.u64("a value")?);
         let fields = if with_fields {
@@ -231,7 +233,7 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
             Vec::new()
         };
         rows.push(RowValue {
-            series: series.into(),
+            series,
             ts,
             value,
             fields,
@@ -251,14 +253,11 @@ fn decode_fields(reader: &mut Reader<'_>) -> Result<Vec<FieldValue>, String> {
     for _ in 0..count {
         let len = reader.u16("a field name length")? as usize;
         let name = reader.take(len, "a field name")?;
-        let name = std::str::from_utf8(name)
+        let name: Arc<str> = std::str::from_utf8(name)
             .map_err(|_| "a field name that is not UTF-8".to_string())?
-            .to_string();
+            .into();
         let value = f64::from_bits(reader.u64("a field value")?);
-        fields.push(FieldValue {
-            name: name.into(),
-            value,
-        });
+        fields.push(FieldValue { name, value });
     }
     Ok(fields)
 }

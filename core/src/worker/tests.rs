@@ -93,7 +93,7 @@ impl Rig {
     fn write(&mut self, label: &str, rows: usize) -> Ticket {
         let rows = (0..rows)
             .map(|index| RowValue {
-                series: "cpu".to_string().into(),
+                series: "cpu".into(),
                 ts: index as i64,
                 value: 1.0,
                 fields: Vec::new(),

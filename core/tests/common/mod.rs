@@ -37,7 +37,7 @@ pub fn row_bytes(series: &str) -> usize {
 pub fn rows(series: &str, count: usize, first_ts: i64) -> Vec<RowValue> {
     (0..count)
         .map(|index| RowValue {
-            series: series.to_string().into(),
+            series: series.into(),
             ts: first_ts + index as i64,
             value: (first_ts + index as i64) as f64 * 0.5,
             fields: Vec::new(),

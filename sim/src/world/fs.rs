@@ -534,7 +534,7 @@ mod tests {
                 entry_id,
                 first_sequence: entry_id,
                 rows: vec![RowValue {
-                    series: "s".to_string().into(),
+                    series: "s".into(),
                     ts: 1,
                     value: 2.0,
                     fields: Vec::new(),

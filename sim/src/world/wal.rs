@@ -319,7 +319,7 @@ mod tests {
             entry_id,
             first_sequence: entry_id,
             rows: vec![RowValue {
-                series: "s".to_string().into(),
+                series: "s".into(),
                 ts: 0,
                 value: entry_id as f64,
                 fields: Vec::new(),

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use clap::Parser;
 use flush_core::bugs::{Bugs, PlantedBug};
 use flush_sim::oracle::RareState;
-use flush_sim::plan::{stream_rng, FaultMix, Plan};
+use flush_sim::plan::{stream_rng, FaultMix, Plan, STREAM_PLAN};
 use flush_sim::recipe::{child_seed, Split};
 use flush_sim::report::WorkloadChoice;
 use flush_sim::run::{run_with, RunOptions};
@@ -67,7 +67,7 @@ fn main() {
                 let mut fork = plan.clone();
                 let salt = child_seed(seed, &[], (*state as u64) << 32 | child);
                 if args.remix {
-                    fork.faults = FaultMix::draw(&mut stream_rng(salt, 1));
+                    fork.faults = FaultMix::draw(&mut stream_rng(salt, STREAM_PLAN));
                 } else {
                     fork.splits.push(Split {
                         at_draw: reach.first_draw,

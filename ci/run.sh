@@ -110,15 +110,19 @@ step "crash test: the tokio engine as a real process, SIGKILLed and restarted ov
 "$FLUSHSIM" crash-test --rounds 200 --seed "${fresh_start}"
 
 step "crash-test canary: torn WAL tails left on disk must be caught"
+# A failed crash test keeps its directory as evidence; the canary's failure
+# is the expected one, so its directories live under one we remove.
+canary_dir=$(mktemp -d /tmp/flushsim-crash-canary.XXXXXX)
 caught=no
 for seed in 1 2 3 4; do
     if ! "$FLUSHSIM" crash-test --rounds 12 --seed "${seed}" --skip-torn-tail-repair \
-        > /tmp/flushsim-crash-canary.log 2>&1; then
+        --dir "${canary_dir}/seed-${seed}" > /tmp/flushsim-crash-canary.log 2>&1; then
         caught=yes
         grep -m1 "FAIL" /tmp/flushsim-crash-canary.log || true
         break
     fi
 done
+rm -rf "${canary_dir}"
 if [[ ${caught} != yes ]]; then
     echo "CRASH-TEST CANARY FAILED: torn tails left on disk went unnoticed in 4 runs"
     exit 1

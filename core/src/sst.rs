@@ -8,17 +8,19 @@
 //! which is how the simulator's oracles check that no acknowledged row was
 //! lost.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::Float64Builder;
+use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
-    UInt64Array, UInt8Array,
+    Array, ArrayRef, DictionaryArray, Float64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray, UInt64Array, UInt8Array,
 };
-use arrow_schema::DataType;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -154,16 +156,49 @@ pub fn decode_sst(path: &str, bytes: Bytes) -> Result<DecodedSst, SstError> {
         path: path.to_string(),
         reason,
     };
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| decode_error(e.to_string()))?;
-    let schema = schema_of(builder.schema()).map_err(decode_error)?;
-    let reader = builder.build().map_err(|e| decode_error(e.to_string()))?;
+    let parquet_error = |e: parquet::errors::ParquetError| decode_error(e.to_string());
+    let written =
+        ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(parquet_error)?;
+    let schema = schema_of(written.schema()).map_err(decode_error)?;
+    let options = ArrowReaderOptions::new().with_schema(series_as_dictionary(written.schema()));
+    let metadata =
+        ArrowReaderMetadata::try_new(written.metadata().clone(), options).map_err(parquet_error)?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata)
+        .build()
+        .map_err(parquet_error)?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| decode_error(e.to_string()))?;
         append_batch_rows(&batch, &schema, &mut rows).map_err(decode_error)?;
     }
     Ok(DecodedSst { schema, rows })
+}
+
+/// `written` with the series column read as a dictionary: the file stores
+/// it dictionary-encoded (a region has few series), and reading it so
+/// hands each row a key into the few names instead of a copy of its name
+/// to look up. Anything that is not our string series column stays as
+/// written (and fails where the rows are read, with its type named).
+fn series_as_dictionary(written: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = written
+        .fields()
+        .iter()
+        .map(|field| {
+            let is_series = field.name() == TAG && field.data_type() == &DataType::Utf8;
+            let field = field.as_ref().clone();
+            if is_series {
+                let dictionary =
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                field.with_data_type(dictionary)
+            } else {
+                field
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(
+        fields,
+        written.metadata().clone(),
+    ))
 }
 
 /// The region schema an SST's arrow schema stands for.
@@ -221,7 +256,16 @@ fn append_batch_rows(
     schema: &RegionSchema,
     rows: &mut Vec<Row>,
 ) -> Result<(), String> {
-    let series = column::<StringArray>(batch, TAG)?;
+    let series = column::<DictionaryArray<Int32Type>>(batch, TAG)?;
+    // Each name once per batch, shared by the rows that carry it.
+    let series_names = typed::<StringArray>(series.values(), TAG)?;
+    if series_names.null_count() > 0 {
+        return Err(format!("column {TAG} has nulls"));
+    }
+    let names: Vec<Arc<str>> = series_names
+        .iter()
+        .map(|name| Arc::from(name.unwrap_or_default()))
+        .collect();
     let ts = column::<TimestampMillisecondArray>(batch, TIME_INDEX)?;
     let value = column::<Float64Array>(batch, BASE_FIELD)?;
     let sequence = column::<UInt64Array>(batch, SEQUENCE)?;
@@ -240,8 +284,6 @@ fn append_batch_rows(
         })
         .collect::<Result<Vec<_>, String>>()?;
     rows.reserve(batch.num_rows());
-    // A region has few series: the rows of one name share one copy of it.
-    let mut names: BTreeMap<&str, Arc<str>> = BTreeMap::new();
     for index in 0..batch.num_rows() {
         if op_type.value(index) != OP_TYPE_PUT {
             return Err(format!(
@@ -257,8 +299,12 @@ fn append_batch_rows(
                 value: array.value(index),
             })
             .collect();
-        let name = series.value(index);
-        let series = names.entry(name).or_insert_with(|| Arc::from(name)).clone();
+        let key = series.keys().value(index);
+        let series = usize::try_from(key)
+            .ok()
+            .and_then(|key| names.get(key))
+            .ok_or_else(|| format!("row {index}: {TAG} key {key} names no series"))?
+            .clone();
         rows.push(Row {
             series,
             ts: ts.value(index),

@@ -360,10 +360,9 @@ fn time_parquet(rounds: u64) -> ParquetTiming {
     }
 }
 
-/// User + system CPU time of this process so far, in milliseconds (Linux;
-/// `None` elsewhere). Resolution: one clock tick, assumed 10 ms.
-/// CPU time of the whole process (every thread, finished ones too), read
-/// outside any simulated run.
+/// User + system CPU time of the whole process so far (every thread,
+/// finished ones too), in milliseconds to the nanosecond; read outside any
+/// simulated run.
 fn process_cpu_ms() -> f64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     now.tv_sec as f64 * 1_000.0 + now.tv_nsec as f64 / 1_000_000.0

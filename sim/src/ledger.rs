@@ -11,7 +11,7 @@
 //! survived). That is not a lost request: nobody dropped its sender, the
 //! engine holding it died.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -157,7 +157,11 @@ pub struct Ledger {
     entries: BTreeMap<RequestId, LedgerEntry>,
     next_request_id: u64,
     next_row_id: u64,
-    pending: usize,
+    /// The entries still waiting for an answer. Kept beside `entries` so
+    /// that asking what waits costs the waiting requests, not the run's
+    /// whole history (the checks ask on every failed flush, the crash
+    /// actor on every poll while it waits for answers).
+    pending: BTreeSet<RequestId>,
     last_reply_us: u64,
 }
 
@@ -184,7 +188,7 @@ impl Ledger {
             }
             _ => None,
         };
-        self.pending += 1;
+        self.pending.insert(id);
         self.entries.insert(
             id,
             LedgerEntry {
@@ -221,8 +225,11 @@ impl Ledger {
         if entry.replies > 1 {
             return;
         }
-        debug_assert!(self.pending > 0, "more first replies than requests");
-        self.pending = self.pending.saturating_sub(1);
+        let was_pending = self.pending.remove(&id);
+        debug_assert!(
+            was_pending,
+            "the first reply of {id}, which was not pending"
+        );
         entry.outcome = match reply {
             None => Outcome::Lost,
             Some(Ok(output)) => Outcome::Ok(output.clone()),
@@ -245,7 +252,7 @@ impl Ledger {
         if !entry.outcome.is_pending() {
             return;
         }
-        self.pending = self.pending.saturating_sub(1);
+        self.pending.remove(&id);
         self.last_reply_us = self.last_reply_us.max(now_us);
         entry.outcome = Outcome::Interrupted;
         entry.replied_step = Some(crash_step);
@@ -268,12 +275,18 @@ impl Ledger {
         self.entries.values()
     }
 
+    /// The requests still waiting for an answer, in the order they were
+    /// issued.
     pub fn pending(&self) -> impl Iterator<Item = &LedgerEntry> {
-        self.entries.values().filter(|e| e.outcome.is_pending())
+        self.pending.iter().filter_map(|id| {
+            let entry = self.entries.get(id);
+            debug_assert!(entry.is_some_and(|e| e.outcome.is_pending()));
+            entry
+        })
     }
 
     pub fn pending_count(&self) -> usize {
-        self.pending
+        self.pending.len()
     }
 
     /// Simulated time of the latest reply (0 before the first).

@@ -46,6 +46,8 @@ pub(super) enum Cause {
     Injected(&'static [FaultClass]),
 }
 
+/// The requests that change a region's life; every request kind a
+/// [`Cause`] names is one of them.
 pub(super) const LIFECYCLE: &[&str] = &[
     "create",
     "open",
@@ -115,8 +117,14 @@ pub(super) fn reply_kind(
         &observed.unlogged,
     );
     let mut by_region: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
+    // Only lifecycle requests explain errors: looking causes up among them
+    // keeps the check linear in a run's writes.
+    let mut lifecycle: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
     for entry in entries {
         by_region.entry(entry.region_id).or_default().push(entry);
+        if LIFECYCLE.contains(&entry.kind) {
+            lifecycle.entry(entry.region_id).or_default().push(entry);
+        }
     }
     let mut problems = Vec::new();
     let mut errors = 0;
@@ -137,11 +145,15 @@ pub(super) fn reply_kind(
         if stopping && matches!(kind, ErrorKind::WorkerStopped | ErrorKind::RegionClosed) {
             continue;
         }
-        let region = by_region
+        let region = lifecycle
             .get(&entry.region_id)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let requested = |kinds: &[&str]| {
+            assert!(
+                kinds.iter().all(|kind| LIFECYCLE.contains(kind)),
+                "a cause names {kinds:?}, expected only lifecycle kinds (the only ones looked up)"
+            );
             region.iter().any(|other| {
                 other.id != entry.id && kinds.contains(&other.kind) && other.issued_step <= replied
             })
@@ -265,7 +277,8 @@ pub(super) fn covering_promises(
 /// `RegionNotFound` is wrong only when the region was certainly open: a
 /// create or open had succeeded before the request was sent, and no close,
 /// drop or crash could have come in between (a restart may fail to reopen a
-/// region while faults are on).
+/// region while faults are on). `region` holds the region's lifecycle
+/// requests.
 pub(super) fn not_found_explained(
     entry: &LedgerEntry,
     region: &[&LedgerEntry],

@@ -25,6 +25,21 @@ pub enum WorkloadChoice {
 }
 
 impl WorkloadChoice {
+    /// The name a sweep's identity (and its JSON report) gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadChoice::Sweep => "sweep",
+            WorkloadChoice::Standard => "standard",
+        }
+    }
+
+    /// The workload named `name` by [`WorkloadChoice::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [WorkloadChoice::Sweep, WorkloadChoice::Standard]
+            .into_iter()
+            .find(|workload| workload.name() == name)
+    }
+
     pub fn plan(self, seed: u64) -> Plan {
         match self {
             WorkloadChoice::Sweep => Plan::from_seed(seed),

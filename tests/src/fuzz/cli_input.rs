@@ -140,7 +140,8 @@ fn check_bug(text: &str) {
     }
 }
 
-/// The file `--plan` reads, one per process.
+/// The file `--plan` reads, one per process, removed after each read (a
+/// fuzz run ends by `exit`, with no chance to clean up after itself).
 fn plan_path() -> &'static Path {
     static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
@@ -161,6 +162,7 @@ fn check_plan_file(bytes: &[u8]) {
         workload: WorkloadChoice::Sweep,
     };
     let loaded = load_plan(Some(path), None, None, &no_bugs);
+    let _ = std::fs::remove_file(path);
     // The same text parsed in memory agrees with the file.
     if let Ok(text) = std::str::from_utf8(bytes) {
         let parsed = PlanFile::from_json(text).and_then(|file| Ok((file.bugs()?, file.plan)));

@@ -25,7 +25,10 @@
 //!   release build on two cores: 1,024 regions or 256 clients run in a few
 //!   seconds, 10,000 regions took 92 s and 1,000 clients 37 s; a million
 //!   writes in all took 45 s. The caps bound each knob, not their product
-//!   (except the writes), so a plan at several caps at once may be slow.
+//!   (except the writes and the rows), so a plan at several caps at once
+//!   may be slow. The rows are capped in all because a run keeps every row
+//!   it wrote for its checks: at the caps of writes and rows per write a
+//!   plan could ask for 10^10 rows, a terabyte and more.
 //! - Latencies and pauses are capped lower: the run's own waits are fixed
 //!   (5 s for a restart, a graceful stop or an inspection), and a plan
 //!   whose I/Os or pauses come near them fails those waits, which sweeps
@@ -58,6 +61,11 @@ pub const MAX_WRITES_PER_CLIENT: u64 = 100_000;
 pub const MAX_TOTAL_WRITES: u64 = 1_000_000;
 /// Rows of one write (the generator draws at most 60, the standard 100).
 pub const MAX_ROWS_PER_WRITE: u64 = 10_000;
+/// Rows of all writes together, at the most rows per write (the
+/// generator's most is 180,000, the standard's 100,000; a script counts
+/// its own). A run keeps every row for its checks: 10 million rows of the
+/// standard workload peaked at 1.7 GB and took 13 s.
+pub const MAX_TOTAL_ROWS: u64 = 10_000_000;
 /// Distinct series (the generator draws 1..=8, the standard has 16).
 pub const MAX_SERIES: u64 = 100_000;
 /// Requests one client keeps in flight (the generator draws 1..=8).
@@ -247,6 +255,7 @@ impl Plan {
     pub fn validate(&self) -> Result<(), PlanProblems> {
         let mut problems = Vec::new();
         check_workload(&self.workload, &mut problems);
+        check_total_rows(self, &mut problems);
         check_faults(self, &mut problems);
         check_splits_of(self, &mut problems);
         check_script(self, &mut problems);
@@ -318,6 +327,44 @@ fn check_relations(workload: &Workload, problems: &mut Vec<PlanProblem>) {
         problems.push(problem(
             "writes_per_client",
             workload.writes_per_client,
+            expected,
+        ));
+    }
+}
+
+/// The rows a run may write in all: a script's own, or the workload's
+/// writes at its most rows per write (only when those are in range: one
+/// bad field, one problem).
+fn check_total_rows(plan: &Plan, problems: &mut Vec<PlanProblem>) {
+    let keeps = "a run keeps every row it wrote for its checks";
+    if let Some(script) = &plan.script {
+        let rows = script.rows_written();
+        if rows > MAX_TOTAL_ROWS {
+            problems.push(PlanProblem {
+                field: "script.clients".to_string(),
+                value: format!("{rows} rows written in all"),
+                expected: format!("at most {MAX_TOTAL_ROWS} rows in all ({keeps})"),
+            });
+        }
+        return;
+    }
+    let workload = &plan.workload;
+    let factors_in_range = u64::from(workload.clients) <= MAX_CLIENTS
+        && u64::from(workload.writes_per_client) <= MAX_WRITES_PER_CLIENT
+        && workload.total_writes() <= MAX_TOTAL_WRITES
+        && u64::from(workload.rows_per_write_max) <= MAX_ROWS_PER_WRITE;
+    let rows = workload
+        .total_writes()
+        .saturating_mul(u64::from(workload.rows_per_write_max));
+    if factors_in_range && rows > MAX_TOTAL_ROWS {
+        let expected = format!(
+            "at most {MAX_TOTAL_ROWS} rows in all ({keeps}), saw workload.clients ({}) × \
+             workload.writes_per_client ({}) × workload.rows_per_write_max = {rows}",
+            workload.clients, workload.writes_per_client
+        );
+        problems.push(problem(
+            "rows_per_write_max",
+            workload.rows_per_write_max,
             expected,
         ));
     }
@@ -534,6 +581,44 @@ mod tests {
             [
                 "workload.writes_per_client = 10000: expected at most 1000000 writes in all, \
               saw workload.clients (200) × workload.writes_per_client = 2000000"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_rows_of_a_run_are_capped_in_all() {
+        let mut plan = Plan::standard(1);
+        plan.workload.clients = 100;
+        plan.workload.writes_per_client = 10_000;
+        plan.workload.rows_per_write_max = 10;
+        assert_eq!(messages(&plan), Vec::<String>::new(), "10 million rows");
+        plan.workload.rows_per_write_max = 11;
+        assert_eq!(
+            messages(&plan),
+            [
+                "workload.rows_per_write_max = 11: expected at most 10000000 rows in all \
+              (a run keeps every row it wrote for its checks), saw workload.clients (100) × \
+              workload.writes_per_client (10000) × workload.rows_per_write_max = 11000000"
+            ]
+        );
+        // A script counts its own rows, not the workload's.
+        let step = Step::Write {
+            region: 1,
+            rows: MAX_ROWS_PER_STEP,
+        };
+        let mut plan = Plan::from_seed(1).without_faults();
+        plan.workload.clients = 20;
+        plan.workload.rows_per_write_max = 1;
+        plan.script = Some(Script {
+            clients: vec![vec![step; MAX_STEPS_PER_CLIENT]; 20],
+            faults: Vec::new(),
+        });
+        plan.workload.writes_per_client = MAX_STEPS_PER_CLIENT as u32;
+        assert_eq!(
+            messages(&plan),
+            [
+                "script.clients = 20000000 rows written in all: expected at most 10000000 rows \
+              in all (a run keeps every row it wrote for its checks)"
             ]
         );
     }

@@ -127,6 +127,18 @@ impl Script {
             .map_or(0, |most| u32::try_from(most).unwrap_or(u32::MAX))
     }
 
+    /// The rows all of the script's writes carry.
+    pub fn rows_written(&self) -> u64 {
+        self.clients
+            .iter()
+            .flatten()
+            .map(|step| match step {
+                Step::Write { rows, .. } => u64::from(*rows),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// One line: how many steps of each client, and the decisions that
     /// fire (`job_rejection#1` is the second job submission's).
     pub fn summary(&self) -> String {

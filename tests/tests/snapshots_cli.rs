@@ -204,6 +204,14 @@ fn unrunnable_plan_files() {
             ],
         ),
         (
+            "plan_too_many_rows_in_all",
+            vec![
+                ("/workload/clients", serde_json::json!(100)),
+                ("/workload/writes_per_client", serde_json::json!(10_000)),
+                ("/workload/rows_per_write_max", serde_json::json!(10_000)),
+            ],
+        ),
+        (
             "plan_delays_beyond_their_caps",
             vec![
                 ("/workload/think_ms_max", serde_json::json!(1_001)),

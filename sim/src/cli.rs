@@ -127,12 +127,33 @@ pub struct CrashChildArgs {
 pub struct SeedSelection {
     /// Run seeds 0..N [default: 100; with --time-budget or
     /// --until-failures: every seed from 0 on].
-    #[arg(long, conflicts_with = "seed_range")]
+    #[arg(long, conflicts_with = "seed_range", value_parser = parse_seed_count)]
     pub seeds: Option<u64>,
     /// Run seeds A..B (B exclusive), or A.. (every seed from A on, in
     /// order, until --time-budget or --until-failures stops the sweep).
     #[arg(long, value_name = "A..B|A..")]
     pub seed_range: Option<SeedRange>,
+}
+
+/// `--seeds N`: at least one (a sweep of no seeds would pass).
+fn parse_seed_count(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(count) if count >= 1 => Ok(count),
+        _ => Err(format!(
+            "expected a number of seeds, at least 1, saw '{text}'"
+        )),
+    }
+}
+
+/// `--jobs`: at least one run at a time (0 would run nothing, or be read
+/// as 1 by one command and refused by another).
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(jobs) if jobs >= 1 => Ok(jobs),
+        _ => Err(format!(
+            "expected a number of parallel runs, at least 1, saw '{text}'"
+        )),
+    }
 }
 
 fn parse_until_failures(text: &str) -> Result<u64, String> {
@@ -185,7 +206,7 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub selection: SeedSelection,
     /// Parallel runs (default: available cores).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     /// Run only the K-th of N interleaved slices of the seeds (1-based),
     /// or `auto`: K and N from a CI or batch engine's environment
@@ -243,7 +264,7 @@ pub struct ExploreArgs {
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = parse_until_failures)]
     pub until_failures: u64,
     /// Parallel runs (default: available cores).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     /// No splits: a plain sweep from --start-seed, counted the same way.
     #[arg(long)]
@@ -311,9 +332,9 @@ pub struct ShrinkArgs {
 #[derive(Debug, Args)]
 pub struct DeterminismArgs {
     /// Seeds 0..N to check.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = parse_seed_count)]
     pub seeds: u64,
-    #[arg(long)]
+    #[arg(long, value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     #[command(flatten)]
     pub bug: BugArgs,
@@ -527,9 +548,6 @@ fn cmd_sweep(args: &SweepArgs) -> u8 {
 /// resuming), or what is wrong with the arguments.
 fn prepare_sweep(args: &SweepArgs) -> Result<(SweepOptions, Option<OpenStream>), String> {
     let jobs = args.jobs.unwrap_or_else(default_jobs);
-    if jobs == 0 {
-        return Err("--jobs must be at least 1".to_string());
-    }
     let stop = StopRule {
         time_budget: args.time_budget,
         until_failures: args.until_failures,

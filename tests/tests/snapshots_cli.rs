@@ -66,6 +66,21 @@ fn bad_arguments() {
         ),
         ("recipe_without_seed", &["shrink", "--recipe", "5:1"][..]),
         ("explore_zero_runs", &["explore", "--budget-runs", "0"][..]),
+        // A count of nothing would run nothing and pass.
+        ("sweep_zero_seeds", &["sweep", "--seeds", "0"][..]),
+        (
+            "determinism_zero_seeds",
+            &["check-determinism", "--seeds", "0"][..],
+        ),
+        ("sweep_zero_jobs", &["sweep", "--jobs", "0"][..]),
+        (
+            "explore_zero_jobs",
+            &["explore", "--budget-runs", "5", "--jobs", "0"][..],
+        ),
+        (
+            "determinism_zero_jobs",
+            &["check-determinism", "--jobs", "0"][..],
+        ),
     ] {
         insta::assert_snapshot!(name, parse_error(args));
     }

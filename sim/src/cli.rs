@@ -459,6 +459,14 @@ fn cmd_crash_test(args: &CrashTestArgs) -> u8 {
                 dir.display()
             ));
         }
+        // Made here, so that a directory that cannot be is bad input and
+        // not a child that died in the first round.
+        if let Err(error) = std::fs::create_dir_all(dir) {
+            return usage_error(&format!(
+                "--dir {}: cannot create it: {error}",
+                dir.display()
+            ));
+        }
     }
     let child = match child_binary() {
         Ok(child) => child,
@@ -806,6 +814,11 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
             EXIT_FAIL
         };
     }
+    if let Some(path) = &args.timeline {
+        if let Err(message) = ready_to_write(path) {
+            return usage_error(&message);
+        }
+    }
     init_tracing();
     let keep_trace = args.trace || args.timeline.is_some();
     if !args.json {
@@ -833,7 +846,7 @@ fn cmd_replay(args: &ReplayArgs) -> u8 {
     if let Some(path) = &args.timeline {
         if let Err(message) = write_timeline(path, &plan, &report) {
             eprintln!("error: {message}");
-            return EXIT_FAIL;
+            return EXIT_USAGE;
         }
     }
     if args.trace {
@@ -888,6 +901,9 @@ fn cmd_shrink(args: &ShrinkArgs) -> u8 {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("shrunk-seed-{}.json", plan.seed)));
+    if let Err(message) = ready_to_write(&out) {
+        return usage_error(&message);
+    }
     let options = ShrinkOptions {
         bugs,
         max_runs: args.max_runs,
@@ -982,6 +998,27 @@ fn cmd_shrink(args: &ShrinkArgs) -> u8 {
     println!("saved: {}", out.display());
     println!("replay: {replay}");
     EXIT_FAIL
+}
+
+/// Makes sure `path` can be written before a run that may be long, so a
+/// bad output path is bad input (exit 2) and not a result lost at the end:
+/// its directory is created and the file opened for writing (a file that
+/// exists is left as it is until the result replaces it).
+fn ready_to_write(path: &Path) -> Result<(), String> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
 fn write_timeline(path: &PathBuf, plan: &Plan, report: &Report) -> Result<(), String> {

@@ -97,6 +97,26 @@ fn bad_usage_exits_2_with_a_clear_message() {
 }
 
 #[test]
+fn an_output_path_that_cannot_be_written_is_refused_before_the_run() {
+    // A directory under a file cannot be made.
+    let bad = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml/out/file.json");
+    for args in [
+        &["replay", "--seed", "1", "--timeline", bad][..],
+        &["shrink", "--seed", "0", "--bug", "free-twice", "--out", bad][..],
+        &["crash-test", "--rounds", "1", "--dir", bad][..],
+    ] {
+        let (code, stdout, stderr) = flushsim(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot create"), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("replaying") && !stderr.contains("shrinking"),
+            "{args:?} ran before refusing: {stderr}"
+        );
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+}
+
+#[test]
 fn the_cli_exits_0_on_pass_and_1_on_a_caught_bug() {
     let (code, stdout, _) = flushsim(&["sweep", "--seeds", "3", "--json"]);
     assert_eq!(code, 0, "{stdout}");

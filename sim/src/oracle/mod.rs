@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::check::Check;
 
 mod buffer_accounting;
+mod causes;
 mod checks;
 mod idle_memory;
 mod liveness;

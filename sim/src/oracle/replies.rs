@@ -1,6 +1,7 @@
 //! `exactly_once_reply` and `reply_kind`: every request answered once,
 //! every error with a cause, every Ok flush or downgrade keeping its promise.
 
+use super::causes::{lifecycles, FirstFaults, Lifecycle};
 use super::*;
 
 pub(super) fn exactly_once_reply(entries: &[&LedgerEntry], violations: &Violations) -> CheckResult {
@@ -117,15 +118,14 @@ pub(super) fn reply_kind(
         &observed.unlogged,
     );
     let mut by_region: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
-    // Only lifecycle requests explain errors: looking causes up among them
-    // keeps the check linear in a run's writes.
-    let mut lifecycle: BTreeMap<RegionId, Vec<&LedgerEntry>> = BTreeMap::new();
     for entry in entries {
         by_region.entry(entry.region_id).or_default().push(entry);
-        if LIFECYCLE.contains(&entry.kind) {
-            lifecycle.entry(entry.region_id).or_default().push(entry);
-        }
     }
+    // Only lifecycle requests and injected faults explain errors: indexed
+    // once, so that judging every error stays linear in the run.
+    let lifecycles = lifecycles(entries, LIFECYCLE);
+    let first_faults = FirstFaults::new(faults);
+    let no_lifecycle = Lifecycle::default();
     let mut problems = Vec::new();
     let mut errors = 0;
     for entry in entries {
@@ -145,28 +145,23 @@ pub(super) fn reply_kind(
         if stopping && matches!(kind, ErrorKind::WorkerStopped | ErrorKind::RegionClosed) {
             continue;
         }
-        let region = lifecycle
-            .get(&entry.region_id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let region = lifecycles.get(&entry.region_id).unwrap_or(&no_lifecycle);
         let requested = |kinds: &[&str]| {
             assert!(
                 kinds.iter().all(|kind| LIFECYCLE.contains(kind)),
                 "a cause names {kinds:?}, expected only lifecycle kinds (the only ones looked up)"
             );
-            region.iter().any(|other| {
-                other.id != entry.id && kinds.contains(&other.kind) && other.issued_step <= replied
-            })
+            region.requested(kinds, entry, replied)
         };
         let injected =
-            |classes: &[FaultClass]| faults.any_before(classes, entry.region_id, replied);
+            |classes: &[FaultClass]| first_faults.any_before(classes, entry.region_id, replied);
         let explained = match cause_of(*kind) {
             Cause::Always => true,
             Cause::Never | Cause::Shutdown => false,
             Cause::Requests(kinds) => requested(kinds),
             Cause::Faults(classes) => injected(classes),
             Cause::Either(kinds, classes) => requested(kinds) || injected(classes),
-            Cause::NotOpen => not_found_explained(entry, region, crash_steps),
+            Cause::NotOpen => region.not_found_explained(entry, crash_steps),
             Cause::Injected(classes) => injected(classes) && message.contains("injected"),
         };
         if !explained {
@@ -272,41 +267,4 @@ pub(super) fn covering_promises(
         }
     }
     checked
-}
-
-/// `RegionNotFound` is wrong only when the region was certainly open: a
-/// create or open had succeeded before the request was sent, and no close,
-/// drop or crash could have come in between (a restart may fail to reopen a
-/// region while faults are on). `region` holds the region's lifecycle
-/// requests.
-pub(super) fn not_found_explained(
-    entry: &LedgerEntry,
-    region: &[&LedgerEntry],
-    crash_steps: &[u64],
-) -> bool {
-    let last_opened = region
-        .iter()
-        .filter(|other| matches!(other.kind, "create" | "open") && other.outcome.is_ok())
-        .filter(|other| {
-            other
-                .replied_step
-                .is_some_and(|step| step < entry.issued_step)
-        })
-        .map(|other| other.issued_step)
-        .max();
-    let Some(opened_issued) = last_opened else {
-        return true;
-    };
-    let replied = entry.replied_step.unwrap_or(u64::MAX);
-    if crash_steps
-        .iter()
-        .any(|step| *step > opened_issued && *step < replied)
-    {
-        return true;
-    }
-    region.iter().any(|other| {
-        matches!(other.kind, "close" | "drop")
-            && other.issued_step < replied
-            && other.settled_step().is_none_or(|step| step > opened_issued)
-    })
 }

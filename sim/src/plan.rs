@@ -292,6 +292,25 @@ impl Workload {
     pub fn total_writes(&self) -> u64 {
         u64::from(self.clients) * u64::from(self.writes_per_client)
     }
+
+    /// How long the engine may need to answer everything the clients can
+    /// hold in flight, if it all queues on one worker and each request
+    /// waits for two of the slowest I/Os (a write's WAL append and its
+    /// sync). A pessimistic bound (writes are handled in batches), which
+    /// only a wait uses: a graceful stop waits at least this long for the
+    /// engine to drain before it calls what is left unanswered a
+    /// violation.
+    pub fn drain_bound_ms(&self) -> u64 {
+        let held = u64::from(self.clients) * u64::from(self.max_in_flight);
+        let slowest_io = self.io_latency_ms_max.saturating_add(self.slow_io_ms_max);
+        held.saturating_mul(2).saturating_mul(slowest_io)
+    }
+
+    /// A wait of at least `floor_ms`, long enough for this workload to
+    /// drain ([`Workload::drain_bound_ms`]).
+    pub fn patience_ms(&self, floor_ms: u64) -> u64 {
+        floor_ms.max(self.drain_bound_ms())
+    }
 }
 
 /// One class's switch and probability for a run.

@@ -773,6 +773,7 @@ async fn wait_for_liveness(
     budget_ms: u64,
 ) -> LivenessObservation {
     let deadline_ms = world.now_ms() + budget_ms;
+    let pending_when_faults_stopped = rig.checks.ledger().pending_count();
     loop {
         let pending = rig.checks.ledger().pending_count();
         let running = clients_running.load(Ordering::Relaxed);
@@ -782,6 +783,9 @@ async fn wait_for_liveness(
         sleep(Duration::from_millis(POLL_MS)).await;
         sample(sampler, world, rig);
     }
+    let last_reply_us = rig.checks.ledger().last_reply_us();
+    let last_reply_before_end_ms =
+        (last_reply_us > 0).then(|| world.now_us().saturating_sub(last_reply_us) / 1_000);
     let pending = rig
         .checks
         .ledger()
@@ -797,6 +801,8 @@ async fn wait_for_liveness(
     LivenessObservation {
         budget_ms,
         pending,
+        pending_when_faults_stopped,
+        last_reply_before_end_ms,
         clients_running: clients_running.load(Ordering::Relaxed),
         stalled_writes: None,
     }

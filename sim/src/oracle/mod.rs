@@ -184,6 +184,12 @@ pub struct LivenessObservation {
     pub budget_ms: u64,
     /// Requests without a reply when the budget ran out, described.
     pub pending: Vec<String>,
+    /// Requests without a reply when faults stopped.
+    pub pending_when_faults_stopped: usize,
+    /// How long before the phase ended the last reply came (`None`: no
+    /// reply ever). Tells an engine still answering a backlog from one
+    /// that answers nothing.
+    pub last_reply_before_end_ms: Option<u64>,
     pub clients_running: usize,
     /// Stalled writes per the workers, if they could be inspected.
     pub stalled_writes: Option<usize>,

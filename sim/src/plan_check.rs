@@ -231,12 +231,16 @@ const BOUNDS: &[Bound] = &[
         0,
         MAX_NOTIFY_RETRIES,
     ),
-    bound(
-        "notify_retry_backoff_ms",
-        |w| w.notify_retry_backoff_ms,
-        0,
-        MAX_NOTIFY_BACKOFF_MS,
-    ),
+    Bound {
+        why_min: " (without a backoff a flush result retries on a full queue at the same \
+                   simulated instant: while the queue is drawn full, time never moves on)",
+        ..bound(
+            "notify_retry_backoff_ms",
+            |w| w.notify_retry_backoff_ms,
+            1,
+            MAX_NOTIFY_BACKOFF_MS,
+        )
+    },
     bound("safety_budget_ms", |w| w.safety_budget_ms, 1, MAX_BUDGET_MS),
     Bound {
         why_min: " (requests pending when faults stop may wait out a restart first)",

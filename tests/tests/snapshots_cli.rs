@@ -219,6 +219,10 @@ fn unrunnable_plan_files() {
             ],
         ),
         (
+            "plan_zero_notify_backoff",
+            vec![("/workload/notify_retry_backoff_ms", serde_json::json!(0))],
+        ),
+        (
             "plan_too_many_rows_in_all",
             vec![
                 ("/workload/clients", serde_json::json!(100)),

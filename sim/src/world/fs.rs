@@ -433,18 +433,27 @@ impl FileSystem for SimFs {
         state.syncs += 1;
         let entries = state.names.get(dir).cloned().unwrap_or_default();
         state.durable_names.insert(dir.to_string(), entries);
-        let children: Vec<String> = state
-            .dirs
-            .iter()
-            .filter(|sub| !sub.is_empty() && parent_dir(sub) == dir)
-            .cloned()
-            .collect();
-        state
-            .durable_dirs
-            .retain(|sub| sub.is_empty() || parent_dir(sub) != dir);
+        let children = children_of(&state.dirs, dir);
+        for gone in children_of(&state.durable_dirs, dir) {
+            state.durable_dirs.remove(&gone);
+        }
         state.durable_dirs.extend(children);
         Ok(())
     }
+}
+
+/// The directories of `set` directly under `dir`. Looked up as the range of
+/// paths that start with `dir/` (a WAL directory syncs on every new
+/// segment, and a plan may have a thousand regions: a walk over every
+/// directory per sync was most of such a run).
+fn children_of(set: &BTreeSet<String>, dir: &str) -> Vec<String> {
+    let direct = |sub: &&String| !sub.is_empty() && parent_dir(sub) == dir;
+    if dir.is_empty() {
+        return set.iter().filter(direct).cloned().collect();
+    }
+    // '0' is the character after '/': the range holds every path under dir.
+    let (low, high) = (format!("{dir}/"), format!("{dir}0"));
+    set.range(low..high).filter(direct).cloned().collect()
 }
 
 #[cfg(test)]
@@ -462,6 +471,24 @@ mod tests {
 
     fn rng(seed: u64) -> ChaCha8Rng {
         ChaCha8Rng::seed_from_u64(seed)
+    }
+
+    #[test]
+    fn children_of_a_directory_are_the_paths_right_under_it() {
+        let set: BTreeSet<String> = ["", "a", "a/b", "a/b/c", "a-x", "a/c", "a0", "ab", "b"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let scan = |dir: &str| -> Vec<String> {
+            set.iter()
+                .filter(|sub| !sub.is_empty() && parent_dir(sub) == dir)
+                .cloned()
+                .collect()
+        };
+        for dir in ["", "a", "a/b", "a/b/c", "b", "missing"] {
+            assert_eq!(children_of(&set, dir), scan(dir), "{dir:?}");
+        }
+        assert_eq!(children_of(&set, "a"), ["a/b", "a/c"]);
     }
 
     #[test]

@@ -307,9 +307,13 @@ impl Workload {
     }
 
     /// A wait of at least `floor_ms`, long enough for this workload to
-    /// drain ([`Workload::drain_bound_ms`]).
+    /// drain ([`Workload::drain_bound_ms`]), and at most ten simulated
+    /// minutes: the bound of a plan at the caps is tens of simulated hours,
+    /// which a wait that polls every few milliseconds would spend in real
+    /// minutes if the engine never drained.
     pub fn patience_ms(&self, floor_ms: u64) -> u64 {
-        floor_ms.max(self.drain_bound_ms())
+        const MOST_MS: u64 = 600_000;
+        floor_ms.max(self.drain_bound_ms().min(MOST_MS))
     }
 }
 

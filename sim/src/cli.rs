@@ -135,34 +135,34 @@ pub struct SeedSelection {
     pub seed_range: Option<SeedRange>,
 }
 
-/// `--seeds N`: at least one (a sweep of no seeds would pass).
+/// A count that must be at least 1, as `what` names it: 0 of them would
+/// run nothing and pass (or, for `--jobs`, be read as 1 by one command and
+/// refused by another).
+fn at_least_one<T: std::str::FromStr + From<u8> + PartialOrd>(
+    text: &str,
+    what: &str,
+) -> Result<T, String> {
+    match text.trim().parse::<T>() {
+        Ok(count) if count >= T::from(1) => Ok(count),
+        _ => Err(format!(
+            "expected a number of {what}, at least 1, saw '{text}'"
+        )),
+    }
+}
+
+/// `--seeds N`.
 fn parse_seed_count(text: &str) -> Result<u64, String> {
-    match text.trim().parse::<u64>() {
-        Ok(count) if count >= 1 => Ok(count),
-        _ => Err(format!(
-            "expected a number of seeds, at least 1, saw '{text}'"
-        )),
-    }
+    at_least_one(text, "seeds")
 }
 
-/// `--jobs`: at least one run at a time (0 would run nothing, or be read
-/// as 1 by one command and refused by another).
+/// `--jobs N`.
 fn parse_jobs(text: &str) -> Result<usize, String> {
-    match text.trim().parse::<usize>() {
-        Ok(jobs) if jobs >= 1 => Ok(jobs),
-        _ => Err(format!(
-            "expected a number of parallel runs, at least 1, saw '{text}'"
-        )),
-    }
+    at_least_one(text, "parallel runs")
 }
 
+/// `--until-failures K`.
 fn parse_until_failures(text: &str) -> Result<u64, String> {
-    match text.trim().parse::<u64>() {
-        Ok(count) if count >= 1 => Ok(count),
-        _ => Err(format!(
-            "expected a number of failed seeds, at least 1, saw '{text}'"
-        )),
-    }
+    at_least_one(text, "failed seeds")
 }
 
 /// Seeds a sweep runs when not told.

@@ -58,18 +58,6 @@ pub struct FaultLog {
     pub injected: Vec<InjectedFault>,
 }
 
-impl FaultLog {
-    /// Was a fault of one of `classes` injected, on `region_id` (or on no
-    /// particular region), at or before `step`?
-    pub fn any_before(&self, classes: &[FaultClass], region_id: RegionId, step: u64) -> bool {
-        self.injected.iter().any(|fault| {
-            fault.step <= step
-                && classes.contains(&fault.class)
-                && fault.region_id.is_none_or(|r| r == region_id)
-        })
-    }
-}
-
 /// A DDL the object store asks the injector to send while a flush writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DuringFlush {
